@@ -1,0 +1,162 @@
+//! Arrow batches point into the map, keep it alive, and stay correct past 4 GiB.
+
+mod common;
+
+use arrow::array::{Array, AsArray, BinaryViewArray, StringViewArray, UInt64Array};
+use arrow::datatypes::DataType;
+use common::{file_with, reference_lines, strip_terminator};
+use mmap_batcher::{compact, Batcher, Column, LineType, Options};
+
+/// Every view longer than the 12-byte inline limit must point inside `map`.
+fn assert_views_in_map<T: arrow::datatypes::ByteViewType + ?Sized>(
+    array: &arrow::array::GenericByteViewArray<T>,
+    map: std::ops::Range<usize>,
+) -> usize {
+    let mut outside_inline = 0;
+    for &v in array.views().iter() {
+        let view = arrow::array::ByteView::from(v);
+        if view.length > 12 {
+            let buf = &array.data_buffers()[view.buffer_index as usize];
+            let addr = buf.as_ptr() as usize + view.offset as usize;
+            assert!(map.contains(&addr) && addr + view.length as usize <= map.end, "view outside the map");
+            outside_inline += 1;
+        }
+    }
+    outside_inline
+}
+
+fn corpus() -> Vec<u8> {
+    let mut text = Vec::new();
+    for i in 0..5000u32 {
+        let len = (i * 7919) % 300;
+        text.extend(format!("{i:05} {} é\n", "x".repeat(len as usize)).as_bytes());
+        if i % 50 == 0 {
+            text.extend(b"# comment\n\n");
+        }
+    }
+    text
+}
+
+#[test]
+fn views_point_into_the_map_and_values_are_right() {
+    let text = corpus();
+    let f = file_with(&text);
+    let b = Batcher::open(f.path(), Options { batch_size: 1024, seed: Some(3), ..Default::default() }).unwrap();
+    let reference = reference_lines(&text, true, Some(b'#'));
+    let map = b.map_address_range();
+    let mut long_views = 0;
+    for batch in b.epoch(0).unwrap().batches() {
+        let rb = batch.to_record_batch().unwrap();
+        assert_eq!(rb.schema().field(0).data_type(), &DataType::Utf8View);
+        let lines: &StringViewArray = rb.column(0).as_string_view();
+        let numbers: &UInt64Array = rb.column(1).as_primitive();
+        let offsets: &UInt64Array = rb.column(2).as_primitive();
+        long_views += assert_views_in_map(lines, map.clone());
+        for (row, &k) in batch.line_ids().iter().enumerate() {
+            let r = &reference[k as usize];
+            assert_eq!(lines.value(row).as_bytes(), strip_terminator(r.bytes));
+            assert_eq!(numbers.value(row), r.number);
+            assert_eq!(offsets.value(row), r.start);
+        }
+    }
+    assert!(long_views > 4000, "the corpus has long lines, so most views must reference the map");
+}
+
+#[test]
+fn batches_keep_the_map_alive_after_the_batcher_is_dropped() {
+    let text = corpus();
+    let f = file_with(&text);
+    let rb = {
+        let b = Batcher::open(f.path(), Options { batch_size: 100, shuffle: false, ..Default::default() }).unwrap();
+        let batch = b.epoch(0).unwrap().batch(1).unwrap().to_record_batch().unwrap();
+        drop(b);
+        batch
+    };
+    drop(f); // the file is even unlinked: the mapping still holds its pages
+    let lines = rb.column(0).as_string_view();
+    assert!(lines.value(0).starts_with("00100 xx"), "{}", lines.value(0));
+    assert_eq!(lines.len(), 100);
+}
+
+#[test]
+fn projection_without_line_and_compaction() {
+    let text = corpus();
+    let f = file_with(&text);
+    let b = Batcher::open(f.path(), Options { batch_size: 256, seed: Some(1), ..Default::default() }).unwrap();
+    let batch = b.epoch(0).unwrap().batch(0).unwrap();
+    let numbers = batch.to_record_batch_with(&[Column::LineNumber]).unwrap();
+    assert_eq!(numbers.num_columns(), 1);
+    assert_eq!(numbers.schema().field(0).name(), "line_number");
+
+    let full = batch.to_record_batch().unwrap();
+    let small = compact(&full);
+    assert_eq!(small.column(0).as_ref(), full.column(0).as_ref());
+    // The zero-copy batch reports the whole file window; the compact one only its bytes.
+    assert!(full.get_array_memory_size() >= text.len());
+    let line_bytes: usize = batch.lines().map(<[u8]>::len).sum();
+    // gc rounds its buffer up, so allow twice the line bytes; still far below the file.
+    let size = small.get_array_memory_size();
+    assert!(size < 2 * line_bytes + 256 * 32 && size < text.len() / 4, "{size} for {line_bytes} line bytes");
+    let small_lines = small.column(0).as_string_view();
+    let map = b.map_address_range();
+    assert!(small_lines.data_buffers().iter().all(|buf| !map.contains(&(buf.as_ptr() as usize))));
+}
+
+#[test]
+fn invalid_utf8_fails_the_string_path_only_for_served_lines() {
+    let f = file_with(b"ok line\n# caf\xe9 in a comment is fine\nbad \xff byte here\nlast\n");
+    let b = Batcher::open(f.path(), Options { batch_size: 3, shuffle: false, ..Default::default() }).unwrap();
+    let err = b.epoch(0).unwrap().batch(0).unwrap().to_record_batch().unwrap_err();
+    match &err {
+        mmap_batcher::Error::InvalidUtf8 { line_number, byte_offset, .. } => {
+            assert_eq!((*line_number, *byte_offset), (3, 40));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains(&f.path().display().to_string()) && msg.contains("line 3") && msg.contains("binary"), "{msg}");
+    // Raw bytes and the binary type serve it.
+    let bin = Batcher::open(f.path(), Options { line_type: LineType::Binary, ..b.options().clone() }).unwrap();
+    let rb = bin.epoch(0).unwrap().batch(0).unwrap().to_record_batch().unwrap();
+    let lines: &BinaryViewArray = rb.column(0).as_binary_view();
+    assert_eq!(lines.value(1), b"bad \xff byte here");
+    // Without the bad line, the comment's Latin-1 byte does not matter.
+    let g = file_with(b"ok line\n# caf\xe9 in a comment is fine\nlast\n");
+    let good = Batcher::open(g.path(), Options { batch_size: 2, ..Default::default() }).unwrap();
+    assert!(good.epoch(0).unwrap().batch(0).unwrap().to_record_batch().is_ok());
+}
+
+/// A sparse file past 4 GiB: lines land in several ≤ 2 GiB windows and views stay correct.
+#[test]
+fn files_over_4_gib_are_served_through_windows() {
+    use std::os::unix::fs::FileExt;
+    let gib = 1u64 << 30;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let file = f.as_file();
+    file.write_at(b"head line number one\n", 0).unwrap();
+    // Three lines of 1.5 GiB of NUL bytes each, then a short tail line past 4.5 GiB.
+    let ends = [gib * 3 / 2, gib * 3, gib * 9 / 2];
+    for &e in &ends {
+        file.write_at(b"\n", e - 1).unwrap();
+    }
+    let tail = b"tail line far beyond four gib\n";
+    file.write_at(tail, ends[2]).unwrap();
+    let b = Batcher::open(
+        f.path(),
+        Options { batch_size: 5, shuffle: false, line_type: LineType::Binary, ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(b.num_lines(), 5);
+    let batch = b.epoch(0).unwrap().batch(0).unwrap();
+    let rb = batch.to_record_batch().unwrap();
+    let lines: &BinaryViewArray = rb.column(0).as_binary_view();
+    assert!(lines.data_buffers().len() >= 3, "expected several windows");
+    assert!(lines.data_buffers().iter().all(|w| w.len() <= i32::MAX as usize));
+    assert_views_in_map(lines, b.map_address_range());
+    assert_eq!(lines.value(0), b"head line number one");
+    assert_eq!(lines.value(4), &tail[..tail.len() - 1]);
+    assert_eq!(lines.value(2).len() as u64, ends[1] - ends[0] - 1);
+    assert!(lines.value(3).iter().all(|&x| x == 0));
+    let offsets: &UInt64Array = rb.column(2).as_primitive();
+    assert_eq!(offsets.value(4), ends[2]);
+}
