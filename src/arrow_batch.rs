@@ -22,6 +22,10 @@ pub const LINE: &str = "line";
 pub const LINE_NUMBER: &str = "line_number";
 /// Name of the byte offset column.
 pub const BYTE_OFFSET: &str = "byte_offset";
+/// Name of the epoch column.
+pub const EPOCH: &str = "epoch";
+/// Name of the batch-in-epoch column.
+pub const BATCH: &str = "batch";
 
 /// The columns a batch can carry, in schema order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +36,15 @@ pub enum Column {
     LineNumber,
     /// Byte offset of the line's start in the file.
     ByteOffset,
+    /// The epoch the row was served in.
+    Epoch,
+    /// The batch of that epoch the row was served in.
+    Batch,
 }
 
 impl Column {
     /// All columns, in schema order.
-    pub const ALL: [Column; 3] = [Column::Line, Column::LineNumber, Column::ByteOffset];
+    pub const ALL: [Column; 5] = [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch];
 
     /// The column's Arrow field.
     pub fn field(self, line_type: LineType) -> Field {
@@ -44,6 +52,8 @@ impl Column {
             Column::Line => Field::new(LINE, line_type.data_type(), false),
             Column::LineNumber => Field::new(LINE_NUMBER, DataType::UInt64, false),
             Column::ByteOffset => Field::new(BYTE_OFFSET, DataType::UInt64, false),
+            Column::Epoch => Field::new(EPOCH, DataType::UInt64, false),
+            Column::Batch => Field::new(BATCH, DataType::UInt64, false),
         }
     }
 }
@@ -130,15 +140,17 @@ pub(crate) struct BatchSource<'a> {
 }
 
 impl BatchSource<'_> {
-    /// The `columns` of the kept lines `ids`, in that order. The caller has validated
-    /// UTF-8 when `line_type` is `Utf8`.
-    pub(crate) fn record_batch(&self, ids: &[u64], columns: &[Column]) -> RecordBatch {
+    /// The `columns` of the kept lines `ids` of batch `batch` of `epoch`, in that order.
+    /// The caller has validated UTF-8 when `line_type` is `Utf8`.
+    pub(crate) fn record_batch(&self, ids: &[u64], epoch: u64, batch: u64, columns: &[Column]) -> RecordBatch {
         let arrays: Vec<ArrayRef> = columns
             .iter()
             .map(|c| match c {
                 Column::Line => self.line_array(ids),
                 Column::LineNumber => Arc::new(UInt64Array::from_iter_values(ids.iter().map(|&k| self.index.line_number(k)))) as ArrayRef,
                 Column::ByteOffset => Arc::new(UInt64Array::from_iter_values(ids.iter().map(|&k| self.index.record(k).start))) as ArrayRef,
+                Column::Epoch => Arc::new(UInt64Array::from_value(epoch, ids.len())) as ArrayRef,
+                Column::Batch => Arc::new(UInt64Array::from_value(batch, ids.len())) as ArrayRef,
             })
             .collect();
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(ids.len()));

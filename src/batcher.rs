@@ -123,6 +123,11 @@ impl Batcher {
         }
     }
 
+    /// Lines served in every epoch: all kept lines, less the dropped leftovers.
+    pub fn lines_per_epoch(&self) -> u64 {
+        self.num_lines().min(self.num_batches() * self.inner.options.batch_size as u64)
+    }
+
     /// The line index (kept lines in file order).
     pub fn index(&self) -> &LineIndex {
         &self.inner.index
@@ -165,8 +170,7 @@ impl Batcher {
         }
     }
 
-    /// The requested `columns` of kept lines `ids`, in that order, zero-copy.
-    pub fn record_batch(&self, ids: &[u64], columns: &[Column]) -> Result<RecordBatch> {
+    fn record_batch(&self, ids: &[u64], epoch: u64, batch: u64, columns: &[Column]) -> Result<RecordBatch> {
         let inner = &self.inner;
         if inner.options.line_type == LineType::Utf8 && columns.contains(&Column::Line) {
             self.validate_utf8()?;
@@ -178,7 +182,7 @@ impl Batcher {
             line_type: inner.options.line_type,
             keep_terminator: inner.options.keep_terminator,
         };
-        Ok(source.record_batch(ids, columns))
+        Ok(source.record_batch(ids, epoch, batch, columns))
     }
 }
 
@@ -253,7 +257,7 @@ impl Batch {
         self.ids.len()
     }
 
-    /// Never true for a batch served by an epoch; here for completeness.
+    /// Never true for a batch served by an epoch (only after [`retain`](Self::retain)).
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -280,13 +284,24 @@ impl Batch {
         self.raw_lines().map(move |l| &l[..crate::arrow_batch::served_len(l, keep)])
     }
 
-    /// All columns as an Arrow batch; the `line` views point into the map (zero-copy).
+    /// All five columns ([`Column::ALL`]) as an Arrow batch; the `line` views point into the map (zero-copy).
     pub fn to_record_batch(&self) -> Result<RecordBatch> {
         self.to_record_batch_with(&Column::ALL)
     }
 
     /// Only `columns`, in that order: a batch without [`Column::Line`] never touches the map.
     pub fn to_record_batch_with(&self, columns: &[Column]) -> Result<RecordBatch> {
-        self.batcher.record_batch(&self.ids, columns)
+        self.batcher.record_batch(&self.ids, self.epoch, self.index, columns)
+    }
+
+    /// Keeps only the lines whose kept-line index passes `keep` (for filters answered from
+    /// the index, such as a range of line numbers), in served order.
+    pub fn retain(&mut self, keep: impl FnMut(&u64) -> bool) {
+        self.ids.retain(keep);
+    }
+
+    /// Keeps only the first `len` lines (for a row limit).
+    pub fn truncate(&mut self, len: usize) {
+        self.ids.truncate(len);
     }
 }

@@ -23,16 +23,23 @@
 
 mod arrow_batch;
 mod batcher;
+#[cfg(feature = "datafusion")]
+mod datafusion_table;
+pub mod corpus;
 mod epoch_order;
 mod error;
+mod ipc;
 mod line_index;
 mod mapped_file;
 mod options;
 mod utf8_check;
 
-pub use arrow_batch::{compact, schema, Column, BYTE_OFFSET, LINE, LINE_NUMBER};
+pub use arrow_batch::{compact, schema, Column, BATCH, BYTE_OFFSET, EPOCH, LINE, LINE_NUMBER};
 pub use batcher::{Batch, Batcher, Epoch};
+#[cfg(feature = "datafusion")]
+pub use datafusion_table::{LineBuffers, LinesExec, LinesTable};
 pub use epoch_order::EpochOrder;
 pub use error::{Error, Result};
+pub use ipc::{ipc_schema, write_ipc_stream, IpcLineType, IpcSummary};
 pub use line_index::{LineIndex, LineRecord, MAX_LINE_LEN};
 pub use options::{LineType, Options};

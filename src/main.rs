@@ -24,6 +24,43 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BatchFormat::Python)]
         format: BatchFormat,
     },
+    /// Run a SQL query over the epochs of a file, registered as the table `lines`
+    /// (columns line, line_number, byte_offset, epoch, batch).
+    #[cfg(feature = "datafusion")]
+    Sql {
+        #[command(flatten)]
+        batcher: BatcherArgs,
+        /// The query, e.g. "SELECT count(*) FROM lines WHERE line LIKE '%abc%'".
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+        /// Bound DataFusion's memory pool to this many MiB (sorts and joins spill or fail past it).
+        #[arg(long)]
+        memory_limit_mib: Option<usize>,
+    },
+    /// Write every batch of every epoch as one Arrow IPC stream.
+    Ipc {
+        #[command(flatten)]
+        batcher: BatcherArgs,
+        /// Output file, or - for standard output.
+        #[arg(short = 'o', long = "output", default_value = "-")]
+        output: String,
+        /// Type of the line column: large (LargeUtf8/LargeBinary, read everywhere) or view (Utf8View/BinaryView).
+        #[arg(long, value_enum, default_value_t = IpcType::Large)]
+        line_type: IpcType,
+    },
+    /// Write the deterministic benchmark corpus (log-normal line lengths, blanks, comments, UTF-8).
+    Corpus {
+        /// Output file.
+        out: PathBuf,
+        /// Number of lines (10 M is about 1 GB).
+        #[arg(long, default_value_t = 10_000_000)]
+        lines: u64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -32,6 +69,25 @@ enum BatchFormat {
     Python,
     /// `{"epoch":0,"batch":0,"line_numbers":[..],"lines":[..]}` per batch (lines must be UTF-8).
     Jsonl,
+}
+
+#[cfg(feature = "datafusion")]
+#[derive(Clone, Copy, ValueEnum)]
+enum SqlFormat {
+    /// An aligned text table.
+    Table,
+    /// A header row, then one row per result row.
+    Csv,
+    /// One JSON object per result row.
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IpcType {
+    /// LargeUtf8 / LargeBinary.
+    Large,
+    /// Utf8View / BinaryView (compacted).
+    View,
 }
 
 /// Options shared by every command that reads a file.
@@ -168,6 +224,49 @@ fn print_batches(batcher: &Batcher, epochs: u64, format: BatchFormat, out: &mut 
     out.flush().map_err(io_error)
 }
 
+#[cfg(feature = "datafusion")]
+fn run_sql(
+    batcher: Batcher,
+    epochs: u64,
+    query: &str,
+    format: SqlFormat,
+    memory_limit_mib: Option<usize>,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(mib) = memory_limit_mib {
+        runtime = runtime.with_memory_limit(mib << 20, 1.0);
+    }
+    let runtime = runtime.build_arc().map_err(|e| e.to_string())?;
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+    ctx.register_table("lines", std::sync::Arc::new(mmap_batcher::LinesTable::new(batcher, epochs)))
+        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let batches = rt
+        .block_on(async { ctx.sql(query).await?.collect().await })
+        .map_err(|e| e.to_string())?;
+    match format {
+        SqlFormat::Table => {
+            let table = arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| e.to_string())?;
+            writeln!(out, "{table}").map_err(io_error)?;
+        }
+        SqlFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            for b in &batches {
+                w.write(b).map_err(|e| e.to_string())?;
+            }
+        }
+        SqlFormat::Json => {
+            let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
+            w.write_batches(&batches.iter().collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+            w.finish().map_err(|e| e.to_string())?;
+        }
+    }
+    out.flush().map_err(io_error)
+}
+
 fn io_error(e: std::io::Error) -> String {
     format!("writing output: {e}")
 }
@@ -179,6 +278,36 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Batches { batcher, format } => {
             let epochs = batcher.epochs;
             print_batches(&batcher.open()?, epochs, format, &mut out)
+        }
+        #[cfg(feature = "datafusion")]
+        Command::Sql { batcher, query, format, memory_limit_mib } => {
+            let epochs = batcher.epochs;
+            run_sql(batcher.open()?, epochs, &query, format, memory_limit_mib, &mut out)
+        }
+        Command::Ipc { batcher, output, line_type } => {
+            let epochs = batcher.epochs;
+            let b = batcher.open()?;
+            let ipc_type = match line_type {
+                IpcType::Large => mmap_batcher::IpcLineType::Large,
+                IpcType::View => mmap_batcher::IpcLineType::View,
+            };
+            let columns = mmap_batcher::Column::ALL;
+            let result = if output == "-" {
+                if std::io::stdout().is_terminal() {
+                    return Err("refusing to write a binary Arrow IPC stream to a terminal: pass -o FILE or redirect".into());
+                }
+                mmap_batcher::write_ipc_stream(&b, epochs, &columns, ipc_type, &mut out)
+            } else {
+                let file = std::fs::File::create(&output).map_err(|e| format!("{output}: {e}"))?;
+                mmap_batcher::write_ipc_stream(&b, epochs, &columns, ipc_type, BufWriter::with_capacity(1 << 20, file))
+            };
+            result.map_err(|e| e.to_string())?;
+            out.flush().map_err(io_error)
+        }
+        Command::Corpus { out: path, lines, seed } => {
+            let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut w = BufWriter::with_capacity(1 << 20, file);
+            mmap_batcher::corpus::write_corpus(&mut w, lines, seed).and_then(|()| w.flush()).map_err(io_error)
         }
     }
 }

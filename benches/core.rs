@@ -1,0 +1,94 @@
+//! Core benchmark: open (index build) against a bare memchr newline count, one shuffled
+//! epoch of zero-copy batches against the same rows copied into a `BinaryArray`, and
+//! anonymous memory per kept line.
+//!
+//! Run: `cargo bench --bench core` (corpus: 10 M lines ≈ 1 GB in `bench-data/`, generated
+//! on first use; `MMB_LINES=1000000` for a smaller one, `MMB_CORPUS=path` for your own file).
+
+mod support;
+
+use arrow::array::{Array, BinaryArray};
+use mmap_batcher::{Batcher, Options};
+use support::{best_of, corpus, mib, rss_anon, warm};
+
+fn main() {
+    let path = corpus();
+    let size = std::fs::metadata(&path).unwrap().len();
+    warm(&path);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("corpus {} ({:.0} MiB), {threads} cores", path.display(), mib(size));
+
+    // Baseline: count newlines in a fresh map, as a minimal reader would.
+    let (t_count, newlines) = best_of(3, || {
+        let file = std::fs::File::open(&path).unwrap();
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        memchr::memchr_iter(b'\n', &map).count()
+    });
+
+    let rss0 = rss_anon();
+    let opts = Options { batch_size: 1024, seed: Some(1), ..Default::default() };
+    let (t_open, batcher) = best_of(3, || Batcher::open(&path, opts.clone()).unwrap());
+    let rss_open = rss_anon();
+    let lines = batcher.num_lines();
+    println!("lines: {newlines} physical, {lines} kept");
+    println!(
+        "open:  {:>7.3} s   memchr newline count {:>7.3} s   ratio {:.2}x (target <= 2x)   {:.0} MiB/s",
+        t_open.as_secs_f64(),
+        t_count.as_secs_f64(),
+        t_open.as_secs_f64() / t_count.as_secs_f64(),
+        mib(size) / t_open.as_secs_f64()
+    );
+
+    // UTF-8 validation happens once per file, on the first string batch: time it apart.
+    let (t_utf8, _) = best_of(1, || batcher.validate_utf8().unwrap());
+    println!("utf-8 check of served lines (once per file): {:.3} s", t_utf8.as_secs_f64());
+
+    let (t_epoch, rows) = best_of(3, || {
+        let epoch = batcher.epoch(0).unwrap();
+        let mut rows = 0;
+        for b in epoch.batches() {
+            rows += b.to_record_batch().unwrap().num_rows();
+        }
+        rows
+    });
+    let (t_copy, copied) = best_of(3, || {
+        let epoch = batcher.epoch(0).unwrap();
+        let mut rows = 0;
+        for b in epoch.batches() {
+            rows += BinaryArray::from_iter_values(b.lines()).len();
+        }
+        rows
+    });
+    let (t_ids, _) = best_of(3, || {
+        let epoch = batcher.epoch(0).unwrap();
+        epoch.batches().map(|b| b.len()).sum::<usize>()
+    });
+    assert_eq!(rows, copied);
+    let mlps = |t: std::time::Duration| rows as f64 / t.as_secs_f64() / 1e6;
+    println!(
+        "epoch (batch 1024, shuffled, 1 core): zero-copy views {:.3} s = {:.1} M lines/s (target >= 15)   \
+         copied BinaryArray {:.3} s = {:.1} M lines/s   order only {:.1} M lines/s",
+        t_epoch.as_secs_f64(),
+        mlps(t_epoch),
+        t_copy.as_secs_f64(),
+        mlps(t_copy),
+        mlps(t_ids)
+    );
+    let rss_end = rss_anon();
+    let index_bytes = rss_open.saturating_sub(rss0);
+    println!(
+        "RssAnon: {:.1} MiB before open, {:.1} MiB after open, {:.1} MiB after epochs; \
+         index growth {:.2} bytes/kept line (target <= 16 + 64 MiB total)",
+        mib(rss0),
+        mib(rss_open),
+        mib(rss_end),
+        index_bytes as f64 / lines as f64
+    );
+    let budget = 16 * lines + (64 << 20);
+    println!(
+        "memory verdict: RssAnon {:.1} MiB vs budget {:.1} MiB: {}",
+        mib(rss_end),
+        mib(budget),
+        if rss_end <= budget { "within" } else { "OVER" }
+    );
+}
