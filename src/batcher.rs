@@ -230,6 +230,28 @@ impl Epoch {
     pub fn batches(&self) -> impl Iterator<Item = Batch> + '_ {
         (0..self.num_batches()).map_while(|b| self.batch(b))
     }
+
+    /// The batch numbers shard `shard` of `shards` serves: every `shards`-th batch from
+    /// `shard` on. Together the shards serve each batch of the epoch's order exactly once,
+    /// so N data-loader workers (or ranks × workers, numbered `rank * workers + worker`)
+    /// split one epoch without overlap and without talking to each other.
+    ///
+    /// ```
+    /// # use std::io::Write;
+    /// # let mut f = tempfile::NamedTempFile::new().unwrap();
+    /// # for i in 0..10 { writeln!(f, "row {i}").unwrap(); }
+    /// let b = mmap_batcher::Batcher::open(f.path(), mmap_batcher::Options { batch_size: 2, ..Default::default() })?;
+    /// let epoch = b.epoch(0)?;
+    /// assert_eq!(epoch.shard_batches(1, 2).collect::<Vec<_>>(), vec![1, 3]);
+    /// # Ok::<(), mmap_batcher::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If `shards` is 0 or `shard >= shards`.
+    pub fn shard_batches(&self, shard: u64, shards: u64) -> impl Iterator<Item = u64> {
+        assert!(shard < shards, "shard {shard} out of range for {shards} shards");
+        (shard..self.num_batches()).step_by(shards as usize)
+    }
 }
 
 /// One batch: the kept lines it serves, in served order, and where it sits in its epoch.

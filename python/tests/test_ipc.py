@@ -1,0 +1,42 @@
+"""The CLI's Arrow IPC stream, read by pyarrow and Polars."""
+
+from __future__ import annotations
+
+import subprocess
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc
+
+from conftest import EXAMPLE, REPO
+
+CLI = REPO / "target" / "debug" / "mmap-batcher"
+
+
+def run_ipc(out, *extra: str) -> None:
+    assert CLI.exists(), f"{CLI} is missing: build it with `cargo build` (the test command does)"
+    args = [str(CLI), "ipc", str(EXAMPLE), "-o", str(out), "--batch-size", "3", "--epochs", "2", "--seed", "7", *extra]
+    subprocess.run(args, check=True)
+
+
+def test_pyarrow_and_polars_read_the_stream(tmp_path):
+    out = tmp_path / "b.arrows"
+    run_ipc(out)
+    with pa.ipc.open_stream(out) as reader:
+        table = reader.read_all()
+    assert table.schema.field("line").type == pa.large_string()
+    assert table.num_rows == 18
+    assert table.column("epoch").to_pylist() == [0] * 9 + [1] * 9
+    df = pl.read_ipc_stream(out)
+    assert df["line"].to_list() == table.column("line").to_pylist()
+    lines = EXAMPLE.read_text().split("\n")
+    assert all(lines[n - 1] == l for n, l in zip(df["line_number"], df["line"]))
+
+
+def test_view_types_option(tmp_path):
+    out = tmp_path / "v.arrows"
+    run_ipc(out, "--line-type", "view")
+    with pa.ipc.open_stream(out) as reader:
+        table = reader.read_all()
+    assert table.schema.field("line").type == pa.string_view()
+    assert pl.read_ipc_stream(out).height == 18
