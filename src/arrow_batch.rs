@@ -193,7 +193,7 @@ impl BatchSource<'_> {
 /// ```
 /// # use std::io::Write;
 /// # let mut f = tempfile::NamedTempFile::new().unwrap();
-/// # for i in 0..1000 { writeln!(f, "line number {i} with some padding").unwrap(); }
+/// # for i in 0..20_000 { writeln!(f, "line number {i} with some padding").unwrap(); }
 /// use arrow::array::Array;
 /// let b = mmap_batcher::Batcher::open(f.path(), Default::default()).unwrap();
 /// let batch = b.epoch(0).unwrap().batch(0).unwrap().to_record_batch().unwrap();

@@ -12,7 +12,9 @@
 //! and the epoch. This is a statistical shuffle (the kind training loops need), not a
 //! cryptographic one.
 
-const ROUNDS: usize = 6;
+/// Rounds of the Feistel network. Six left tiny domains visibly biased (a chi-square z of
+/// 107 for n = 7 over 200k seeds); twelve measured uniform (|z| < 2) for n from 3 to 5,000.
+const ROUNDS: usize = 12;
 
 /// SplitMix64's output function: a fast 64-bit mixer with full avalanche.
 #[inline]

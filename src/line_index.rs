@@ -289,7 +289,7 @@ mod tests {
     fn keeps_last_line_without_newline_and_numbers_physically() {
         let idx = build(b"a\n\n# c\n \t\x0b\nb\r\nlast");
         let lines: Vec<_> = (0..idx.len()).map(|k| (idx.line_number(k), idx.record(k).start, idx.record(k).len)).collect();
-        assert_eq!(lines, vec![(1, 0, 2), (5, 12, 3), (6, 15, 4)]);
+        assert_eq!(lines, vec![(1, 0, 2), (5, 11, 3), (6, 14, 4)]);
         assert_eq!(idx.physical_lines(), 6);
     }
 
