@@ -218,12 +218,9 @@ impl Epoch {
         }
         let size = self.batcher.inner.options.batch_size as u64;
         let positions = b * size..((b + 1) * size).min(self.order.len());
-        Some(Batch {
-            batcher: self.batcher.clone(),
-            epoch: self.epoch,
-            index: b,
-            ids: positions.map(|p| self.order.get(p)).collect(),
-        })
+        let mut ids = Vec::with_capacity((positions.end - positions.start) as usize);
+        self.order.fill(positions, &mut ids);
+        Some(Batch { batcher: self.batcher.clone(), epoch: self.epoch, index: b, ids })
     }
 
     /// The batches of this epoch, in order.

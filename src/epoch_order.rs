@@ -7,13 +7,14 @@
 //!
 //! It is a keyed Feistel network over the smallest power-of-two domain of at least
 //! `max(n, 4)` elements, with cycle walking to land back in `[0, n)`: a bijection on
-//! `[0, n)`, with fewer than two walks a position on average. The round function is the
-//! SplitMix64 finalizer of the half-block xor a round key; round keys come from the seed
-//! and the epoch. This is a statistical shuffle (the kind training loops need), not a
-//! cryptographic one.
+//! `[0, n)`, with fewer than two walks a position on average. The round function is
+//! multiply-shift hashing: the half-block xor a round key, times a keyed odd multiplier,
+//! high bits kept; round keys come from the seed and the epoch through SplitMix64. This is
+//! a statistical shuffle (the kind training loops need), not a cryptographic one.
 
-/// Rounds of the Feistel network. Six left tiny domains visibly biased (a chi-square z of
-/// 107 for n = 7 over 200k seeds); twelve measured uniform (|z| < 2) for n from 3 to 5,000.
+/// Rounds of the Feistel network. Fewer left tiny domains visibly biased (a chi-square z of
+/// 33 for n = 7 over 200k seeds with 8 rounds); twelve measured uniform (|z| < 2, positions
+/// and pairs) for n from 2 to 5,000. A round costs a multiply: 12 rounds ≈ 39 ns a position.
 const ROUNDS: usize = 12;
 
 /// SplitMix64's output function: a fast 64-bit mixer with full avalanche.
@@ -30,7 +31,8 @@ pub struct EpochOrder {
     n: u64,
     shuffle: bool,
     bits: u32,
-    keys: [u64; ROUNDS],
+    /// Per round: the key xored into the half-block, and an odd multiplier.
+    keys: [(u64, u64); ROUNDS],
 }
 
 impl EpochOrder {
@@ -48,10 +50,11 @@ impl EpochOrder {
     pub fn new(seed: u64, epoch: u64, n: u64, shuffle: bool) -> Self {
         let bits = 64 - n.max(4).saturating_sub(1).leading_zeros();
         let mut state = seed ^ mix64(epoch.wrapping_add(0x9e37_79b9_7f4a_7c15));
-        let keys = std::array::from_fn(|_| {
+        let mut next = || {
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
             mix64(state)
-        });
+        };
+        let keys = std::array::from_fn(|_| (next(), next() | 1));
         EpochOrder { n, shuffle, bits, keys }
     }
 
@@ -84,17 +87,40 @@ impl EpochOrder {
         }
     }
 
+    /// Appends the kept-line indices served at `positions` to `out`: the same values as
+    /// [`get`](Self::get), computed for a whole batch at once. The first pass applies the
+    /// network to every position without a data-dependent branch, so the CPU overlaps the
+    /// positions' independent round chains; the few that land outside `[0, n)` are walked
+    /// on in short follow-up passes.
+    pub fn fill(&self, positions: std::ops::Range<u64>, out: &mut Vec<u64>) {
+        assert!(positions.end <= self.n, "positions {positions:?} out of range for {} lines", self.n);
+        let first = out.len();
+        if !self.shuffle {
+            out.extend(positions);
+            return;
+        }
+        out.extend(positions.map(|p| self.permute_domain(p)));
+        let n = self.n;
+        let mut walking: Vec<usize> = (first..out.len()).filter(|&i| out[i] >= n).collect();
+        while !walking.is_empty() {
+            for &i in &walking {
+                out[i] = self.permute_domain(out[i]);
+            }
+            walking.retain(|&i| out[i] >= n);
+        }
+    }
+
     /// A bijection on `[0, 2^bits)`: an unbalanced Feistel network whose two halves
     /// swap widths each round.
     #[inline]
     fn permute_domain(&self, mut x: u64) -> u64 {
         let mask = |w: u32| (1u64 << w) - 1;
         let mut low_w = self.bits / 2;
-        for key in self.keys {
+        for (key, multiplier) in self.keys {
             let high_w = self.bits - low_w;
             let right = x & mask(low_w);
             let left = x >> low_w;
-            let new_low = left ^ (mix64(right ^ key) & mask(high_w));
+            let new_low = left ^ ((right ^ key).wrapping_mul(multiplier) >> (64 - high_w));
             x = (right << high_w) | new_low;
             low_w = high_w;
         }
@@ -117,6 +143,19 @@ mod tests {
             for seed in 0..3 {
                 assert!(is_permutation(&EpochOrder::new(seed, seed * 7, n, true)), "n={n}");
             }
+        }
+    }
+
+    #[test]
+    fn fill_matches_get() {
+        for n in [1u64, 5, 100, 4097] {
+            let o = EpochOrder::new(3, 1, n, true);
+            let mut out = vec![];
+            o.fill(0..n, &mut out);
+            assert_eq!(out, (0..n).map(|p| o.get(p)).collect::<Vec<_>>());
+            let mut part = vec![];
+            o.fill(n / 2..n, &mut part);
+            assert_eq!(part, out[n as usize / 2..]);
         }
     }
 
