@@ -110,6 +110,10 @@ impl LineIndex {
                 // The first chunk is already in global terms: adopt its vectors as they are.
                 index.records = chunk.records;
                 index.skip_wraps = chunk.skip_wraps;
+            } else if chunk.skip_wraps.is_empty() && (skipped_base + chunk.skipped_lines) >> 32 == 0 {
+                // The usual case (under 4 G skipped lines): a plain, vectorisable rebase.
+                let base = skipped_base as u32;
+                index.records.extend(chunk.records.iter().map(|r| LineRecord { skipped_lo: r.skipped_lo + base, ..*r }));
             } else {
                 index.records.reserve(chunk.records.len());
                 let mut local_wraps = chunk.skip_wraps.iter().peekable();
@@ -246,10 +250,7 @@ fn index_chunk(
     };
     let mut start = 0usize;
     let mut reported = 0usize;
-    let ends = memchr_iter(b'\n', bytes).map(|i| i + 1);
-    // A final line without a newline is a line too.
-    let last = (bytes.last().is_some_and(|&b| b != b'\n')).then_some(bytes.len());
-    for end in ends.chain(last) {
+    let mut visit = |end: usize, chunk: &mut Chunk| -> Result<(), TooLong> {
         let line = &bytes[start..end];
         chunk.physical_lines += 1;
         if is_kept(line, rules) {
@@ -270,6 +271,14 @@ fn index_chunk(
             progress((start - reported) as u64);
             reported = start;
         }
+        Ok(())
+    };
+    for newline in memchr_iter(b'\n', bytes) {
+        visit(newline + 1, &mut chunk)?;
+    }
+    // A final line without a newline is a line too.
+    if bytes.last().is_some_and(|&b| b != b'\n') {
+        visit(bytes.len(), &mut chunk)?;
     }
     progress((bytes.len() - reported) as u64);
     Ok(chunk)
