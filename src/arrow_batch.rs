@@ -130,6 +130,22 @@ pub(crate) fn served_len(line: &[u8], keep_terminator: bool) -> usize {
     len
 }
 
+/// The index records of `ids`, in one gather: the loads are independent, so their cache
+/// misses overlap instead of being paid one line at a time in each later loop.
+pub(crate) fn gather_records(index: &LineIndex, ids: &[u64]) -> Vec<LineRecord> {
+    let records = index.records();
+    ids.iter().map(|&k| records[k as usize]).collect()
+}
+
+/// Reads each line's first and last byte (its prefix, and the terminator that
+/// `served_len` looks at) in one branch-free pass: the page-cache misses of a shuffled batch
+/// overlap here, and the per-line loops that follow (whose length branches would stall them
+/// one by one) read from cache.
+pub(crate) fn touch_lines(bytes: &[u8], recs: &[LineRecord]) {
+    let touched = recs.iter().fold(0u8, |acc, r| acc ^ bytes[r.start as usize] ^ bytes[r.end() as usize - 1]);
+    std::hint::black_box(touched);
+}
+
 /// What building a batch needs from the batcher.
 pub(crate) struct BatchSource<'a> {
     pub file: &'a MappedFile,
@@ -143,10 +159,7 @@ impl BatchSource<'_> {
     /// The `columns` of the kept lines `ids` of batch `batch` of `epoch`, in that order.
     /// The caller has validated UTF-8 when `line_type` is `Utf8`.
     pub(crate) fn record_batch(&self, ids: &[u64], epoch: u64, batch: u64, columns: &[Column]) -> RecordBatch {
-        // One gather of the index records: the loads are independent, so their cache
-        // misses overlap instead of being paid one line at a time in each column loop.
-        let records = self.index.records();
-        let recs: Vec<LineRecord> = ids.iter().map(|&k| records[k as usize]).collect();
+        let recs = gather_records(self.index, ids);
         let arrays: Vec<ArrayRef> = columns
             .iter()
             .map(|c| match c {
@@ -164,12 +177,7 @@ impl BatchSource<'_> {
 
     fn line_array(&self, recs: &[LineRecord]) -> ArrayRef {
         let bytes = self.file.bytes();
-        // Touch each line's first and last byte (the prefix, and the terminator that
-        // `served_len` reads) in a branch-free pass: the page-cache misses of a shuffled
-        // batch overlap here, and the view loop below (whose length branches would stall
-        // them one by one) then reads from cache.
-        let touched = recs.iter().fold(0u8, |acc, r| acc ^ bytes[r.start as usize] ^ bytes[r.end() as usize - 1]);
-        std::hint::black_box(touched);
+        touch_lines(bytes, recs);
         let views: ScalarBuffer<u128> = recs
             .iter()
             .map(|rec| {

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::RecordBatch;
 
-use crate::arrow_batch::{BatchSource, Column, Windows};
+use crate::arrow_batch::{gather_records, touch_lines, BatchSource, Column, Windows};
 use crate::epoch_order::EpochOrder;
 use crate::error::{Error, Result};
 use crate::line_index::{LineIndex, LineRecord, MAX_LINE_LEN};
@@ -293,7 +293,11 @@ impl Batch {
 
     /// The lines as they are in the file, terminator included: the original `list[bytes]`.
     pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.ids.iter().map(|&k| self.batcher.raw_line(k))
+        let inner = &self.batcher.inner;
+        let bytes = inner.file.bytes();
+        let recs = gather_records(&inner.index, &self.ids);
+        touch_lines(bytes, &recs);
+        recs.into_iter().map(move |r| &bytes[r.start as usize..r.end() as usize])
     }
 
     /// The lines as the `line` column serves them (terminator dropped unless
