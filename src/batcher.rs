@@ -293,11 +293,21 @@ impl Batch {
 
     /// The lines as they are in the file, terminator included: the original `list[bytes]`.
     pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let bytes = self.batcher.inner.file.bytes();
+        self.located_records().into_iter().map(move |r| &bytes[r.start as usize..r.end() as usize])
+    }
+
+    /// The batch's lines located and brought into cache, as an owned value: a loader can
+    /// locate batch `b + 1` on another thread while it consumes batch `b`.
+    pub fn locate(&self) -> LocatedLines {
+        LocatedLines { batcher: self.batcher.clone(), records: self.located_records() }
+    }
+
+    fn located_records(&self) -> Vec<LineRecord> {
         let inner = &self.batcher.inner;
-        let bytes = inner.file.bytes();
         let recs = gather_records(&inner.index, &self.ids);
-        touch_lines(bytes, &recs);
-        recs.into_iter().map(move |r| &bytes[r.start as usize..r.end() as usize])
+        touch_lines(inner.file.bytes(), &recs);
+        recs
     }
 
     /// The lines as the `line` column serves them (terminator dropped unless
@@ -326,5 +336,20 @@ impl Batch {
     /// Keeps only the first `len` lines (for a row limit).
     pub fn truncate(&mut self, len: usize) {
         self.ids.truncate(len);
+    }
+}
+
+/// The lines of a batch, located by [`Batch::locate`].
+#[derive(Debug)]
+pub struct LocatedLines {
+    batcher: Batcher,
+    records: Vec<LineRecord>,
+}
+
+impl LocatedLines {
+    /// The lines as they are in the file, terminator included, in served order.
+    pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let bytes = self.batcher.inner.file.bytes();
+        self.records.iter().map(move |r| &bytes[r.start as usize..r.end() as usize])
     }
 }

@@ -35,7 +35,7 @@ mod options;
 mod utf8_check;
 
 pub use arrow_batch::{compact, schema, Column, BATCH, BYTE_OFFSET, EPOCH, LINE, LINE_NUMBER};
-pub use batcher::{Batch, Batcher, Epoch};
+pub use batcher::{Batch, Batcher, Epoch, LocatedLines};
 #[cfg(feature = "datafusion")]
 pub use datafusion_table::{LineBuffers, LinesExec, LinesTable};
 pub use epoch_order::EpochOrder;

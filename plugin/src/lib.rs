@@ -207,6 +207,26 @@ impl NativeEpoch {
         Ok(self.epoch.shard_batches(shard, shards).collect())
     }
 
+    /// Batches `batch_ids` as `list[bytes]`, in order, each located (order, index gather,
+    /// cache touch) one batch ahead on a second thread while Python consumes the current one.
+    fn iter_batch_lines(&self, batch_ids: Vec<u64>) -> PyResult<BatchLinesIter> {
+        if let Some(&b) = batch_ids.iter().find(|&&b| b >= self.epoch.num_batches()) {
+            return Err(pyo3::exceptions::PyIndexError::new_err(format!("batch {b} out of range")));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let epoch = self.epoch.clone();
+        std::thread::spawn(move || {
+            for b in batch_ids {
+                let located = epoch.batch(b).expect("checked above").locate();
+                // The receiver is gone when Python dropped the iterator: stop early.
+                if tx.send(located).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(BatchLinesIter { rx: std::sync::Mutex::new(Some(rx)) })
+    }
+
     /// Batch `b` as `list[bytes]`, each line with its terminator (the original API).
     fn batch_lines<'py>(&self, py: Python<'py>, b: u64) -> PyResult<Bound<'py, PyList>> {
         let batch = self.batch(b)?;
@@ -221,6 +241,36 @@ impl NativeEpoch {
         let rb = py.detach(|| batch.to_record_batch_with(&columns)).map_err(to_py_err)?;
         let rb = if compact { mmap_batcher::compact(&rb) } else { rb };
         Ok(ArrowBatch { batch: rb, epoch: self.epoch.index(), index: b })
+    }
+}
+
+/// Iterator of `list[bytes]` batches fed by a locating thread.
+#[pyclass(module = "mmap_batcher._native", frozen)]
+struct BatchLinesIter {
+    /// Taken out while waiting (a `Receiver` may move across threads but not be shared).
+    rx: std::sync::Mutex<Option<std::sync::mpsc::Receiver<mmap_batcher::LocatedLines>>>,
+}
+
+#[pymethods]
+impl BatchLinesIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let mut slot = self.rx.lock().expect("lock poisoned");
+        let Some(rx) = slot.take() else { return Ok(None) };
+        let (rx, next) = py.detach(move || {
+            let next = rx.recv();
+            (rx, next)
+        });
+        match next {
+            Ok(located) => {
+                *slot = Some(rx);
+                Ok(Some(PyList::new(py, located.raw_lines().map(|l| PyBytes::new(py, l)))?))
+            }
+            Err(_) => Ok(None),
+        }
     }
 }
 
@@ -320,6 +370,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeBatcher>()?;
     m.add_class::<NativeEpoch>()?;
     m.add_class::<ArrowBatch>()?;
+    m.add_class::<BatchLinesIter>()?;
     m.add("InvalidUtf8Error", m.py().get_type::<InvalidUtf8Error>())?;
     m.add("LineTooLongError", m.py().get_type::<LineTooLongError>())?;
     m.add("FileChangedError", m.py().get_type::<FileChangedError>())?;

@@ -237,9 +237,8 @@ class Epoch:
 
     def batches(self) -> Iterator[list[bytes]]:
         """Each batch as ``list[bytes]``, lines with their terminator. Works on any bytes."""
-        native = self._native
-        for b in self._batch_ids:
-            yield native.batch_lines(b)
+        # Batch b + 1 is located on a second thread while the caller works on batch b.
+        yield from self._native.iter_batch_lines(self._batch_ids)
 
     def record_batches(self, columns: Sequence[str] | None = None, *, compact: bool = False) -> Iterator[ArrowBatch]:
         """Each batch as an Arrow batch (``line``, ``line_number``, ``byte_offset``, ``epoch``, ``batch``).

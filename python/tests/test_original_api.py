@@ -127,3 +127,17 @@ def test_file_changed_is_detected(write):
         f.write(b"c\n")
     with pytest.raises(FileChangedError, match="reopen"):
         mmb.epoch(1)
+
+
+def test_abandoned_epoch_iterator_stops_cleanly(write):
+    """``batches()`` locates the next batch on a helper thread; dropping the iterator early
+    must neither hang nor disturb a later pass over the same epoch."""
+    path = write(b"".join(b"line %d\n" % i for i in range(5000)))
+    mmb = MmapBatcher(path, batch_size=10, seed=8)
+    epoch = mmb.epoch(0)
+    it = epoch.batches()
+    first = next(it)
+    del it
+    full = list(epoch.batches())
+    assert full[0] == first and len(full) == 500
+    assert [b for b in mmb.epoch(0).batches()] == full
