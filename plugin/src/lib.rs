@@ -227,12 +227,6 @@ impl NativeEpoch {
         Ok(BatchLinesIter { rx: std::sync::Mutex::new(Some(rx)) })
     }
 
-    /// Batch `b` as `list[bytes]`, each line with its terminator (the original API).
-    fn batch_lines<'py>(&self, py: Python<'py>, b: u64) -> PyResult<Bound<'py, PyList>> {
-        let batch = self.batch(b)?;
-        PyList::new(py, batch.raw_lines().map(|l| PyBytes::new(py, l)))
-    }
-
     /// Batch `b` as a zero-copy Arrow batch with `columns` (all five when `None`).
     #[pyo3(signature = (b, columns=None, compact=false))]
     fn record_batch(&self, py: Python<'_>, b: u64, columns: Option<Vec<String>>, compact: bool) -> PyResult<ArrowBatch> {
