@@ -179,15 +179,15 @@ fn clamp(v: i128) -> u64 {
 
 /// The values `x` with `x op v`, as a half-open range of u64.
 fn op_range(op: Operator, v: i128) -> Option<Range<u64>> {
+    // Clamping makes every range of a negative bound come out right (`= -1` is empty).
     Some(match op {
-        Operator::Eq => clamp(v)..clamp(v + 1).max(clamp(v)),
+        Operator::Eq => clamp(v)..clamp(v + 1),
         Operator::Lt => 0..clamp(v),
         Operator::LtEq => 0..clamp(v + 1),
         Operator::Gt => clamp(v + 1)..u64::MAX,
         Operator::GtEq => clamp(v)..u64::MAX,
         _ => return None,
     })
-    .map(|r| if v < 0 && op == Operator::Eq { 0..0 } else { r })
 }
 
 fn intersect(a: &Range<u64>, b: &Range<u64>) -> Range<u64> {
@@ -322,12 +322,11 @@ impl LinesExec {
             range.batches = intersect(&range.batches, &(kept.start / size..kept.end.div_ceil(size)));
         }
         let schema = schema(&columns, batcher.options().line_type);
-        let properties = Arc::new(Self::properties_for(&schema, &columns, 1));
         let plan = Arc::new(ScanPlan { batcher, range, kept, columns, compact });
         let units = plan.units();
         let parts = (partitions as u64).clamp(1, units.max(1));
         let splits: Vec<Range<u64>> = (0..parts).map(|p| units * p / parts..units * (p + 1) / parts).collect();
-        let properties = Arc::new(properties.as_ref().clone().with_partitioning(Partitioning::UnknownPartitioning(splits.len())));
+        let properties = Arc::new(Self::properties_for(&schema, &plan.columns, splits.len()));
         LinesExec { plan, limit, splits, schema, properties, metrics: Default::default() }
     }
 
