@@ -117,19 +117,6 @@ impl Windows {
     }
 }
 
-/// Served length of a line: without its `\n` or `\r\n` unless `keep_terminator`.
-#[inline]
-pub(crate) fn served_len(line: &[u8], keep_terminator: bool) -> usize {
-    let mut len = line.len();
-    if !keep_terminator && len > 0 && line[len - 1] == b'\n' {
-        len -= 1;
-        if len > 0 && line[len - 1] == b'\r' {
-            len -= 1;
-        }
-    }
-    len
-}
-
 /// The index records of `ids`, in one gather: the loads are independent, so their cache
 /// misses overlap instead of being paid one line at a time in each later loop.
 pub(crate) fn gather_records(index: &LineIndex, ids: &[u64]) -> Vec<LineRecord> {
@@ -137,12 +124,13 @@ pub(crate) fn gather_records(index: &LineIndex, ids: &[u64]) -> Vec<LineRecord> 
     ids.iter().map(|&k| records[k as usize]).collect()
 }
 
-/// Reads each line's first and last byte (its prefix, and the terminator that
-/// `served_len` looks at) in one branch-free pass: the page-cache misses of a shuffled batch
-/// overlap here, and the per-line loops that follow (whose length branches would stall them
-/// one by one) read from cache.
+/// Reads each line's first byte (where its view prefix, or all of a short line, is) in one
+/// branch-free pass: the page-cache misses of a shuffled batch overlap here, and the
+/// per-line loops that follow (whose length branches would stall them one by one) read
+/// from cache. The terminator's length comes from the record, so the line's last bytes
+/// (often another cache line) are not read.
 pub(crate) fn touch_lines(bytes: &[u8], recs: &[LineRecord]) {
-    let touched = recs.iter().fold(0u8, |acc, r| acc ^ bytes[r.start as usize] ^ bytes[r.end() as usize - 1]);
+    let touched = recs.iter().fold(0u8, |acc, r| acc ^ bytes[r.start as usize]);
     std::hint::black_box(touched);
 }
 
@@ -153,6 +141,8 @@ pub(crate) struct BatchSource<'a> {
     pub windows: &'a Windows,
     pub line_type: LineType,
     pub keep_terminator: bool,
+    /// The schema of [`Column::ALL`], built once: building one per batch showed in profiles.
+    pub all_columns: &'a SchemaRef,
 }
 
 impl BatchSource<'_> {
@@ -171,7 +161,8 @@ impl BatchSource<'_> {
             })
             .collect();
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(ids.len()));
-        RecordBatch::try_new_with_options(schema(columns, self.line_type), arrays, &options)
+        let schema = if columns == Column::ALL { self.all_columns.clone() } else { schema(columns, self.line_type) };
+        RecordBatch::try_new_with_options(schema, arrays, &options)
             .expect("columns match the schema by construction")
     }
 
@@ -181,8 +172,8 @@ impl BatchSource<'_> {
         let views: ScalarBuffer<u128> = recs
             .iter()
             .map(|rec| {
-                let line = &bytes[rec.start as usize..rec.end() as usize];
-                let line = &line[..served_len(line, self.keep_terminator)];
+                let start = rec.start as usize;
+                let line = &bytes[start..start + rec.served_len(self.keep_terminator) as usize];
                 let (window, offset) = self.windows.locate(rec.start);
                 make_view(line, window, offset)
             })

@@ -4,11 +4,12 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 
-use crate::arrow_batch::{gather_records, touch_lines, BatchSource, Column, Windows};
+use crate::arrow_batch::{gather_records, schema, touch_lines, BatchSource, Column, Windows};
 use crate::epoch_order::EpochOrder;
 use crate::error::{Error, Result};
-use crate::line_index::{LineIndex, LineRecord, MAX_LINE_LEN};
+use crate::line_index::{BuildError, LineIndex, LineRecord, MAX_LINE_LEN};
 use crate::mapped_file::MappedFile;
 use crate::options::{LineType, Options};
 use crate::utf8_check::{first_invalid_served_byte, Utf8Failure};
@@ -46,6 +47,7 @@ struct Inner {
     options: Options,
     seed: u64,
     utf8: OnceLock<Option<Utf8Failure>>,
+    all_columns: SchemaRef,
 }
 
 /// A seed from the OS's randomness (std seeds `RandomState` from it).
@@ -80,12 +82,16 @@ impl Batcher {
             return Err(Error::InvalidOption { path: path.to_path_buf(), message: "batch_size must be at least 1".into() });
         }
         let file = MappedFile::open(path)?;
-        let index = LineIndex::build(file.bytes(), options.keep_rules(), max_line_len, progress).map_err(|e| {
-            Error::LineTooLong { path: path.to_path_buf(), line_number: e.line_number, length: e.length, limit: max_line_len }
+        let index = LineIndex::build(file.bytes(), options.keep_rules(), max_line_len, progress).map_err(|e| match e {
+            BuildError::TooLong { line_number, length } => {
+                Error::LineTooLong { path: path.to_path_buf(), line_number, length, limit: max_line_len }
+            }
+            BuildError::Memory(e) => Error::from_io(path, e),
         })?;
         let windows = Windows::new(&file, &index);
         let seed = options.seed.unwrap_or_else(random_seed);
-        Ok(Batcher { inner: Arc::new(Inner { file, index, windows, options, seed, utf8: OnceLock::new() }) })
+        let all_columns = schema(&Column::ALL, options.line_type);
+        Ok(Batcher { inner: Arc::new(Inner { file, index, windows, options, seed, utf8: OnceLock::new(), all_columns }) })
     }
 
     /// The path the file was opened with.
@@ -181,6 +187,7 @@ impl Batcher {
             windows: &inner.windows,
             line_type: inner.options.line_type,
             keep_terminator: inner.options.keep_terminator,
+            all_columns: &inner.all_columns,
         };
         Ok(source.record_batch(ids, epoch, batch, columns))
     }
@@ -314,7 +321,8 @@ impl Batch {
     /// `keep_terminator`). Bytes: no UTF-8 check.
     pub fn lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let keep = self.batcher.inner.options.keep_terminator;
-        self.raw_lines().map(move |l| &l[..crate::arrow_batch::served_len(l, keep)])
+        let bytes = self.batcher.inner.file.bytes();
+        self.located_records().into_iter().map(move |r| &bytes[r.start as usize..][..r.served_len(keep) as usize])
     }
 
     /// All five columns ([`Column::ALL`]) as an Arrow batch; the `line` views point into the map (zero-copy).

@@ -55,7 +55,7 @@ pub fn write_corpus(out: &mut impl Write, lines: u64, seed: u64) -> std::io::Res
             };
             while line.len() < target {
                 let r = rng.next();
-                if r % 40 == 0 {
+                if r.is_multiple_of(40) {
                     line.extend_from_slice(NON_ASCII[(r >> 8) as usize % NON_ASCII.len()].as_bytes());
                 } else {
                     // Independent 5-bit chunks per letter, so every letter pair occurs.

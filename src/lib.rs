@@ -31,7 +31,9 @@ mod error;
 mod ipc;
 mod line_index;
 mod mapped_file;
+mod newline_scan;
 mod options;
+mod record_store;
 mod utf8_check;
 
 pub use arrow_batch::{compact, schema, Column, BATCH, BYTE_OFFSET, EPOCH, LINE, LINE_NUMBER};

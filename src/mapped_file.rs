@@ -1,5 +1,7 @@
-//! The memory-mapped input file. This is the only module with `unsafe` code: mapping the
-//! file, and lending windows of the map to Arrow as buffers.
+//! The memory-mapped input file. Its `unsafe` code maps the file and lends windows of the
+//! map to Arrow as buffers. (The only other `unsafe` is in `newline_scan`, calling AVX2
+//! code after checking the CPU has it, and in `arrow_batch`, building view arrays whose
+//! views were made from the map.)
 //!
 //! # Safety argument
 //!
@@ -46,6 +48,12 @@ impl MappedFile {
         // SAFETY: read-only mapping of a regular file; see the module's safety argument
         // for what happens if the file is changed while mapped.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::from_io(path, e))?;
+        // Ask for 2 MiB pages: a file the kernel then reads into 2 MiB page-cache folios is
+        // mapped with one TLB entry per 2 MiB, where 4 KiB pages made nearly every line of a
+        // shuffled epoch miss the TLB (16.5 against 11 M lines/s measured on the 1 GB corpus).
+        // Only a hint; pages already cached keep the size they have.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
         Ok(MappedFile {
             path: path.to_path_buf(),
             map: Arc::new(map),

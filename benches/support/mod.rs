@@ -32,6 +32,19 @@ pub fn warm(path: &std::path::Path) {
     std::io::copy(&mut f, &mut std::io::sink()).unwrap();
 }
 
+/// Drops the file's pages from the page cache, so that the next reader fills it anew.
+pub fn evict(path: &std::path::Path) {
+    let file = std::fs::File::open(path).unwrap();
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+}
+
+/// Bytes of files this process maps with 2 MiB pages (`FilePmdMapped` of `/proc/self/smaps_rollup`).
+pub fn file_pmd_mapped() -> u64 {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    let line = rollup.lines().find(|l| l.starts_with("FilePmdMapped:"));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0) * 1024
+}
+
 /// Anonymous resident memory of this process, in bytes (`RssAnon` of `/proc/self/status`).
 pub fn rss_anon() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

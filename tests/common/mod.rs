@@ -33,7 +33,7 @@ pub fn reference_lines(bytes: &[u8], skip_blank: bool, comment: Option<u8>) -> V
         number += 1;
         let blank = line.iter().all(|b| b" \t\r\n\x0b\x0c".contains(b));
         let comment_line = comment == Some(line[0]);
-        if !(skip_blank && blank) && !comment_line {
+        if !(comment_line || skip_blank && blank) {
             out.push(RefLine { number, start: start as u64, bytes: line });
         }
         start = end;

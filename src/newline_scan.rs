@@ -1,0 +1,135 @@
+//! Finding every `\n` of a buffer, in either direction: the inner loop of indexing.
+//!
+//! `memchr_iter` returns to its caller at every match, which costs more than the search
+//! itself when lines are short (80 bytes here). On x86-64 with AVX2 we instead compare 64
+//! bytes at a time into a bit mask and walk its set bits: in a prototype over the 1 GB
+//! benchmark corpus this took two threads' scan from about 170 ms to about 120 ms. Other
+//! CPUs use `memchr`.
+//!
+//! The only `unsafe` here is calling the AVX2 functions, right after checking that the
+//! CPU has AVX2: `#[target_feature]` functions are unsafe to call from code compiled
+//! without the feature, because running their instructions on a CPU without it is
+//! undefined behaviour. Inside them, every memory access is safe, bounds-checked Rust.
+
+/// What is told of each newline found.
+///
+/// The sink is moved into the scan and handed back: owned by the scanning loop, its
+/// counters can stay in registers, where a closure's captured `&mut` state was written back
+/// to memory at every line.
+pub(crate) trait NewlineSink {
+    /// Called with the position of a `\n`.
+    fn newline(&mut self, position: usize);
+}
+
+/// Tells `sink` the position of every `\n` in `bytes`, in ascending order.
+pub(crate) fn for_each_newline<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked on the line above).
+        return unsafe { avx2::forward(bytes, sink) };
+    }
+    memchr::memchr_iter(b'\n', bytes).for_each(|p| sink.newline(p));
+    sink
+}
+
+/// Tells `sink` the position of every `\n` in `bytes`, in descending order.
+pub(crate) fn for_each_newline_rev<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked on the line above).
+        return unsafe { avx2::backward(bytes, sink) };
+    }
+    memchr::memrchr_iter(b'\n', bytes).for_each(|p| sink.newline(p));
+    sink
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::NewlineSink;
+    use std::arch::x86_64::{__m256i, _mm256_cmpeq_epi8, _mm256_movemask_epi8, _mm256_set1_epi8};
+
+    /// Bit `i` set when `block[i]` is `\n`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn newline_mask(block: &[u8; 64]) -> u64 {
+        let newline = _mm256_set1_epi8(b'\n' as i8);
+        let half = |h: usize| {
+            let v: __m256i = bytemuck::pod_read_unaligned(&block[h * 32..h * 32 + 32]);
+            _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, newline)) as u32 as u64
+        };
+        half(0) | (half(1) << 32)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn forward<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
+        let (blocks, tail) = bytes.as_chunks::<64>();
+        for (i, block) in blocks.iter().enumerate() {
+            let mut mask = newline_mask(block);
+            while mask != 0 {
+                sink.newline(i * 64 + mask.trailing_zeros() as usize);
+                mask &= mask - 1;
+            }
+        }
+        let tail_start = bytes.len() - tail.len();
+        memchr::memchr_iter(b'\n', tail).for_each(|p| sink.newline(tail_start + p));
+        sink
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn backward<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
+        // Whole blocks are aligned to the end, so the odd bytes are at the front.
+        let head_len = bytes.len() % 64;
+        let (head, rest) = bytes.split_at(head_len);
+        let (blocks, _) = rest.as_chunks::<64>();
+        for (i, block) in blocks.iter().enumerate().rev() {
+            let mut mask = newline_mask(block);
+            while mask != 0 {
+                let bit = 63 - mask.leading_zeros() as usize;
+                sink.newline(head_len + i * 64 + bit);
+                mask &= !(1u64 << bit);
+            }
+        }
+        memchr::memrchr_iter(b'\n', head).for_each(|p| sink.newline(p));
+        sink
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    impl NewlineSink for Vec<usize> {
+        fn newline(&mut self, position: usize) {
+            self.push(position);
+        }
+    }
+
+    fn forward(bytes: &[u8]) -> Vec<usize> {
+        for_each_newline(bytes, vec![])
+    }
+
+    fn backward(bytes: &[u8]) -> Vec<usize> {
+        for_each_newline_rev(bytes, vec![])
+    }
+
+    proptest! {
+        #[test]
+        fn matches_memchr(bytes in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'a'), any::<u8>()], 0..400)) {
+            let expected: Vec<usize> = memchr::memchr_iter(b'\n', &bytes).collect();
+            prop_assert_eq!(forward(&bytes), expected.clone());
+            let mut rev = backward(&bytes);
+            rev.reverse();
+            prop_assert_eq!(rev, expected);
+        }
+    }
+
+    #[test]
+    fn block_edges() {
+        for len in [0, 1, 63, 64, 65, 127, 128, 129, 200] {
+            let bytes = vec![b'\n'; len];
+            assert_eq!(forward(&bytes), (0..len).collect::<Vec<_>>());
+            assert_eq!(backward(&bytes), (0..len).rev().collect::<Vec<_>>());
+        }
+    }
+}
