@@ -158,13 +158,15 @@ impl LineIndex {
     ) -> Result<Self, BuildError> {
         let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
         let ranges = split_at_lines(bytes, if two_cores { 2 } else { 1 }, 1 << 20);
-        Self::build_from(bytes, ranges[ranges.len() - 1].start, rules, max_line_len, progress)
+        Self::build_from(bytes, ranges[ranges.len() - 1].start, false, rules, max_line_len, progress)
     }
 
-    /// Indexes `bytes` outward from `middle`, which must be 0 or a line start.
+    /// Indexes `bytes` outward from `middle`, which must be 0 or a line start. With
+    /// `count_first` (tests), the store is sized as when the generous reservation is refused.
     fn build_from(
         bytes: &[u8],
         middle: usize,
+        count_first: bool,
         rules: KeepRules,
         max_line_len: u64,
         progress: &(dyn Fn(u64) + Sync),
@@ -172,9 +174,10 @@ impl LineIndex {
         let (head_bytes, tail_bytes) = bytes.split_at(middle);
         // A line holds at least one byte, so a half of n bytes has at most n lines: that
         // much address space costs nothing until written. Where it is refused, count.
-        let (mut store, split) = match RecordStore::reserve(bytes.len()) {
-            Ok(store) => (store, middle),
-            Err(_) => {
+        let generous = if count_first { None } else { RecordStore::reserve(bytes.len()).ok() };
+        let (mut store, split) = match generous {
+            Some(store) => (store, middle),
+            None => {
                 let split = count_lines(head_bytes);
                 let store = RecordStore::reserve(split + count_lines(tail_bytes)).map_err(BuildError::Memory)?;
                 (store, split)
@@ -279,6 +282,7 @@ pub(crate) fn split_at_lines(bytes: &[u8], parts: usize, min_part: usize) -> Vec
 }
 
 const PROGRESS_STEP: usize = 16 << 20;
+
 
 /// One thread's scan of one half, writing records into its slots: backward from the end of
 /// the slots when `BACKWARD`, forward from their start otherwise.
@@ -404,7 +408,7 @@ mod tests {
     const RULES: KeepRules = KeepRules { skip_blank_lines: true, comment_char: Some(b'#') };
 
     fn build_from(bytes: &[u8], middle: usize, max_line_len: u64) -> Result<LineIndex, BuildError> {
-        LineIndex::build_from(bytes, middle, RULES, max_line_len, &|_| {})
+        LineIndex::build_from(bytes, middle, false, RULES, max_line_len, &|_| {})
     }
 
     fn build(bytes: &[u8]) -> LineIndex {
@@ -437,9 +441,13 @@ mod tests {
         assert!(whole.len() == 41 && whole.physical_lines() > 100);
         let starts = std::iter::once(0).chain((1..text.len()).filter(|&m| text[m - 1] == b'\n'));
         for middle in starts {
-            let split = build_from(&text, middle, MAX_LINE_LEN).unwrap();
-            assert_eq!(lines(&split), lines(&whole), "middle {middle}");
-            assert_eq!(split.physical_lines(), whole.physical_lines());
+            // Both ways of sizing the store: generously, and counted exactly as when the
+            // address space is limited.
+            for count_first in [false, true] {
+                let split = LineIndex::build_from(&text, middle, count_first, RULES, MAX_LINE_LEN, &|_| {}).unwrap();
+                assert_eq!(lines(&split), lines(&whole), "middle {middle}");
+                assert_eq!(split.physical_lines(), whole.physical_lines());
+            }
         }
     }
 

@@ -107,3 +107,32 @@ fn ipc_writes_a_stream_arrow_reads_back() {
     assert_eq!(batches.len(), 6);
     assert!(batches.iter().all(|b| b.num_rows() == 3 && b.num_columns() == 5));
 }
+
+/// Under an address-space limit (`ulimit -v`, as on some shared clusters) the generous
+/// reservation of index slots is refused; the index is then sized by counting lines first,
+/// and every line is still served.
+#[test]
+fn indexes_under_an_address_space_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limited.txt");
+    let lines = 600_000;
+    let text: String = (0..lines).map(|i| format!("line number {i} with some padding text here\n")).collect();
+    std::fs::write(&path, &text).unwrap();
+    // 16 bytes of slots per file byte (430 MiB here) do not fit under 200 MiB; the file does.
+    let script = format!(
+        "ulimit -v 204800 && exec '{}' batches '{}' --no-shuffle --keep-leftovers --batch-size 100000 --format jsonl",
+        env!("CARGO_BIN_EXE_mmap-batcher"),
+        path.display()
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let served: Vec<u64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .flat_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["line_numbers"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(served, (1..=lines).collect::<Vec<u64>>());
+}
