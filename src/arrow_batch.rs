@@ -134,6 +134,19 @@ pub(crate) fn touch_lines(bytes: &[u8], recs: &[LineRecord]) {
     std::hint::black_box(touched);
 }
 
+/// The Arrow view of `line`, at `offset` in data buffer `window`. A line over 12 bytes gets
+/// its length, first 4 bytes, buffer and offset (the Arrow spec's layout, little-endian)
+/// built here, inline: arrow's `make_view` is never inlined and was a tenth of the epoch.
+#[inline]
+fn view(line: &[u8], window: u32, offset: u32) -> u128 {
+    if line.len() > 12 {
+        let prefix = u32::from_le_bytes(line[..4].try_into().expect("4 bytes"));
+        (line.len() as u128) | (prefix as u128) << 32 | (window as u128) << 64 | (offset as u128) << 96
+    } else {
+        make_view(line, window, offset)
+    }
+}
+
 /// What building a batch needs from the batcher.
 pub(crate) struct BatchSource<'a> {
     pub file: &'a MappedFile,
@@ -154,7 +167,10 @@ impl BatchSource<'_> {
             .iter()
             .map(|c| match c {
                 Column::Line => self.line_array(&recs),
-                Column::LineNumber => Arc::new(UInt64Array::from_iter_values(ids.iter().map(|&k| self.index.line_number(k)))) as ArrayRef,
+                Column::LineNumber => {
+                    let numbers = ids.iter().zip(&recs).map(|(&k, rec)| self.index.line_number_of(k, rec));
+                    Arc::new(UInt64Array::from_iter_values(numbers)) as ArrayRef
+                }
                 Column::ByteOffset => Arc::new(UInt64Array::from_iter_values(recs.iter().map(|r| r.start))) as ArrayRef,
                 Column::Epoch => Arc::new(UInt64Array::from_value(epoch, ids.len())) as ArrayRef,
                 Column::Batch => Arc::new(UInt64Array::from_value(batch, ids.len())) as ArrayRef,
@@ -175,11 +191,11 @@ impl BatchSource<'_> {
                 let start = rec.start as usize;
                 let line = &bytes[start..start + rec.served_len(self.keep_terminator) as usize];
                 let (window, offset) = self.windows.locate(rec.start);
-                make_view(line, window, offset)
+                view(line, window, offset)
             })
             .collect();
         let buffers = self.windows.buffers().to_vec();
-        // SAFETY: every view was made by `make_view` from a slice of the map that lies
+        // SAFETY: every view was made by `view` from a slice of the map that lies
         // inside window `window` at `offset` (windows hold whole kept lines), so offsets and
         // lengths are in bounds; for Utf8 the caller validated every served line.
         unsafe {

@@ -115,9 +115,25 @@ impl EpochOrder {
 
     /// [`permute_domain`](Self::permute_domain) of every value, rounds outermost: each
     /// round is a short loop over 16 independent values, which the compiler unrolls and
-    /// the CPU overlaps, where one value's twelve dependent rounds would leave it idle
-    /// (1.7× faster than value by value).
+    /// the CPU overlaps, where one value's twelve dependent rounds would leave it idle.
+    /// CPUs with AVX-512 run the same code with 64-bit vector multiplies.
     fn permute_all(&self, values: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512dq") {
+            // SAFETY: the CPU has AVX-512 F and DQ (DQ implies F), checked on the line above.
+            return unsafe { self.permute_all_avx512(values) };
+        }
+        self.permute_all_here(values)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn permute_all_avx512(&self, values: &mut [u64]) {
+        self.permute_all_here(values)
+    }
+
+    #[inline(always)]
+    fn permute_all_here(&self, values: &mut [u64]) {
         for group in values.chunks_mut(16) {
             let mut low_w = self.bits / 2;
             for &(key, multiplier) in &self.keys {

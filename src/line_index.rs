@@ -226,7 +226,14 @@ impl LineIndex {
     /// The 1-based physical line number of kept line `k`.
     #[inline]
     pub fn line_number(&self, k: u64) -> u64 {
-        let low = self.record(k).skip_low();
+        self.line_number_of(k, &self.record(k))
+    }
+
+    /// [`line_number`](Self::line_number) of kept line `k` whose record is `rec`, for
+    /// callers that hold it already.
+    #[inline]
+    pub fn line_number_of(&self, k: u64, rec: &LineRecord) -> u64 {
+        let low = rec.skip_low();
         let (head, tail) = (&self.head, &self.tail);
         let skipped_before = if k < head.kept {
             head.skipped - head.count(head.kept - 1 - k, low)
