@@ -28,7 +28,7 @@ fn main() {
     drop(cold);
 
     // Baseline: count newlines in a fresh map, as a minimal reader would. The two are
-    // timed in alternation, best of five each, so that a noisy moment of this shared
+    // timed in alternation, best of ten each, so that a noisy moment of this shared
     // machine does not land on one of them only.
     let count = || {
         let file = std::fs::File::open(&path).unwrap();
@@ -38,7 +38,7 @@ fn main() {
     let rss0 = rss_anon();
     let (mut t_count, mut t_open) = (std::time::Duration::MAX, std::time::Duration::MAX);
     let (mut newlines, mut batcher) = (0, None);
-    for _ in 0..5 {
+    for _ in 0..10 {
         let (t, n) = best_of(1, count);
         (t_count, newlines) = (t_count.min(t), n);
         drop(batcher.take());
@@ -88,11 +88,11 @@ fn main() {
     epoch_rates(&batcher, "file cached by read()");
 }
 
-/// One shuffled epoch three ways, best of three each, with the share of the file the kernel
+/// One shuffled epoch three ways, best of five each, with the share of the file the kernel
 /// maps with 2 MiB pages.
 fn epoch_rates(batcher: &Batcher, page_cache: &str) {
     batcher.validate_utf8().unwrap();
-    let (t_epoch, rows) = best_of(3, || {
+    let (t_epoch, rows) = best_of(5, || {
         let epoch = batcher.epoch(0).unwrap();
         let mut rows = 0;
         for b in epoch.batches() {
@@ -100,7 +100,7 @@ fn epoch_rates(batcher: &Batcher, page_cache: &str) {
         }
         rows
     });
-    let (t_copy, copied) = best_of(3, || {
+    let (t_copy, copied) = best_of(5, || {
         let epoch = batcher.epoch(0).unwrap();
         let mut rows = 0;
         for b in epoch.batches() {
@@ -108,7 +108,7 @@ fn epoch_rates(batcher: &Batcher, page_cache: &str) {
         }
         rows
     });
-    let (t_ids, _) = best_of(3, || {
+    let (t_ids, _) = best_of(5, || {
         let epoch = batcher.epoch(0).unwrap();
         epoch.batches().map(|b| b.len()).sum::<usize>()
     });
