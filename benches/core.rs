@@ -3,9 +3,9 @@
 //! anonymous memory per kept line.
 //!
 //! The epoch rate depends on the page size the kernel maps the file with (see the README),
-//! so the run measures the epoch twice: with the page cache filled by mmap-batcher itself
-//! reading the file cold (it asks for 2 MiB pages), and filled by another program's
-//! `read()` calls. The corpus is evicted from the page cache before each.
+//! so the run measures the epoch three times: with the page cache filled by mmap-batcher
+//! itself reading the file cold (it asks for 2 MiB pages), filled by another program's
+//! `read()` calls, and holding a copy of the corpus just written by `write()`.
 //!
 //! Run: `cargo bench --bench core` (corpus: 10 M lines ≈ 1 GB in `bench-data/`, generated
 //! on first use; `MMB_LINES=1000000` for a smaller one, `MMB_CORPUS=path` for your own file).
@@ -84,8 +84,22 @@ fn main() {
     drop(batcher);
     evict(&path);
     warm(&path);
-    let batcher = Batcher::open(&path, opts).unwrap();
+    let batcher = Batcher::open(&path, opts.clone()).unwrap();
     epoch_rates(&batcher, "file cached by read()");
+    drop(batcher);
+
+    // And a file just written by another program in 64 KiB writes, still in the page cache
+    // as written.
+    let copy = path.with_extension("written.txt");
+    let mut out = std::fs::File::create(&copy).unwrap();
+    for piece in std::fs::read(&path).unwrap().chunks(64 << 10) {
+        std::io::Write::write_all(&mut out, piece).unwrap();
+    }
+    drop(out);
+    let batcher = Batcher::open(&copy, opts).unwrap();
+    epoch_rates(&batcher, "file just written");
+    drop(batcher);
+    std::fs::remove_file(&copy).unwrap();
 }
 
 /// One shuffled epoch three ways, best of five each, with the share of the file the kernel
