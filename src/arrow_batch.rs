@@ -127,10 +127,15 @@ pub(crate) fn gather_records(index: &LineIndex, ids: &[u64]) -> Vec<LineRecord> 
 /// Reads each line's first byte (where its view prefix, or all of a short line, is) in one
 /// branch-free pass: the page-cache misses of a shuffled batch overlap here, and the
 /// per-line loops that follow (whose length branches would stall them one by one) read
-/// from cache. The terminator's length comes from the record, so the line's last bytes
-/// (often another cache line) are not read.
-pub(crate) fn touch_lines(bytes: &[u8], recs: &[LineRecord]) {
-    let touched = recs.iter().fold(0u8, |acc, r| acc ^ bytes[r.start as usize]);
+/// from cache. Views need nothing past the prefix (the terminator's length is in the
+/// record); with `ends`, for callers about to copy whole lines, each line's last byte is
+/// read too, since it is often on another cache line.
+pub(crate) fn touch_lines(bytes: &[u8], recs: &[LineRecord], ends: bool) {
+    let touched = if ends {
+        recs.iter().fold(0u8, |acc, r| acc ^ bytes[r.start as usize] ^ bytes[r.end() as usize - 1])
+    } else {
+        recs.iter().fold(0u8, |acc, r| acc ^ bytes[r.start as usize])
+    };
     std::hint::black_box(touched);
 }
 
@@ -184,7 +189,7 @@ impl BatchSource<'_> {
 
     fn line_array(&self, recs: &[LineRecord]) -> ArrayRef {
         let bytes = self.file.bytes();
-        touch_lines(bytes, recs);
+        touch_lines(bytes, recs, false);
         let views: ScalarBuffer<u128> = recs
             .iter()
             .map(|rec| {

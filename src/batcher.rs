@@ -313,7 +313,7 @@ impl Batch {
     fn located_records(&self) -> Vec<LineRecord> {
         let inner = &self.batcher.inner;
         let recs = gather_records(&inner.index, &self.ids);
-        touch_lines(inner.file.bytes(), &recs);
+        touch_lines(inner.file.bytes(), &recs, true);
         recs
     }
 
