@@ -7,7 +7,7 @@
 //! CPUs use `memchr`.
 //!
 //! The only `unsafe` here is calling the AVX2 functions, right after checking that the
-//! CPU has AVX2: `#[target_feature]` functions are unsafe to call from code compiled
+//! CPU has AVX2 (and `popcnt`, `bmi1`, `lzcnt`): `#[target_feature]` functions are unsafe to call from code compiled
 //! without the feature, because running their instructions on a CPU without it is
 //! undefined behaviour. Inside them, every memory access is safe, bounds-checked Rust.
 
@@ -24,8 +24,8 @@ pub(crate) trait NewlineSink {
 /// Tells `sink` the position of every `\n` in `bytes`, in ascending order.
 pub(crate) fn for_each_newline<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked on the line above).
+    if avx2::detected() {
+        // SAFETY: the CPU has the features `avx2::forward` is compiled for (checked above).
         return unsafe { avx2::forward(bytes, sink) };
     }
     memchr::memchr_iter(b'\n', bytes).for_each(|p| sink.newline(p));
@@ -35,8 +35,8 @@ pub(crate) fn for_each_newline<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
 /// Tells `sink` the position of every `\n` in `bytes`, in descending order.
 pub(crate) fn for_each_newline_rev<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked on the line above).
+    if avx2::detected() {
+        // SAFETY: the CPU has the features `avx2::backward` is compiled for (checked above).
         return unsafe { avx2::backward(bytes, sink) };
     }
     memchr::memrchr_iter(b'\n', bytes).for_each(|p| sink.newline(p));
@@ -46,10 +46,19 @@ pub(crate) fn for_each_newline_rev<S: NewlineSink>(bytes: &[u8], mut sink: S) ->
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::NewlineSink;
+    /// AVX2, and the bit instructions every AVX2 CPU has (without `popcnt`, counting a
+    /// mask's bits compiled to a dozen instructions per 64 bytes).
+    pub(super) fn detected() -> bool {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("popcnt")
+            && std::is_x86_feature_detected!("bmi1")
+            && std::is_x86_feature_detected!("lzcnt")
+    }
+
     use std::arch::x86_64::{__m256i, _mm256_cmpeq_epi8, _mm256_movemask_epi8, _mm256_set1_epi8};
 
     /// Bit `i` set when `block[i]` is `\n`.
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
     #[inline]
     fn newline_mask(block: &[u8; 64]) -> u64 {
         let newline = _mm256_set1_epi8(b'\n' as i8);
@@ -101,7 +110,7 @@ mod avx2 {
         }
     }
 
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
     pub(super) fn forward<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
         let (blocks, tail) = bytes.as_chunks::<64>();
         let mut positions = Positions { buf: [0; RUN + 64], len: 0 };
@@ -117,7 +126,7 @@ mod avx2 {
         sink
     }
 
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
     pub(super) fn backward<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
         // Whole blocks are aligned to the end, so the odd bytes are at the front.
         let head_len = bytes.len() % 64;
