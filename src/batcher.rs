@@ -4,9 +4,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 
-use crate::arrow_batch::{gather_records, schema, touch_lines, BatchSource, Column, Windows};
+use crate::arrow_batch::{gather_records, touch_lines, BatchSource, Column, Windows};
 use crate::epoch_order::EpochOrder;
 use crate::error::{Error, Result};
 use crate::line_index::{BuildError, LineIndex, LineRecord, MAX_LINE_LEN};
@@ -47,7 +46,6 @@ struct Inner {
     options: Options,
     seed: u64,
     utf8: OnceLock<Option<Utf8Failure>>,
-    all_columns: SchemaRef,
 }
 
 /// A seed from the OS's randomness (std seeds `RandomState` from it).
@@ -90,8 +88,7 @@ impl Batcher {
         })?;
         let windows = Windows::new(&file, &index);
         let seed = options.seed.unwrap_or_else(random_seed);
-        let all_columns = schema(&Column::ALL, options.line_type);
-        Ok(Batcher { inner: Arc::new(Inner { file, index, windows, options, seed, utf8: OnceLock::new(), all_columns }) })
+        Ok(Batcher { inner: Arc::new(Inner { file, index, windows, options, seed, utf8: OnceLock::new() }) })
     }
 
     /// The path the file was opened with.
@@ -147,7 +144,7 @@ impl Batcher {
     /// The bytes of kept line `k`, terminator included.
     pub fn raw_line(&self, k: u64) -> &[u8] {
         let rec: LineRecord = self.inner.index.record(k);
-        &self.inner.file.bytes()[rec.start as usize..rec.end() as usize]
+        &self.inner.file.bytes()[rec.range()]
     }
 
     /// Epoch `epoch`, after checking that the file has not changed since it was indexed.
@@ -187,7 +184,6 @@ impl Batcher {
             windows: &inner.windows,
             line_type: inner.options.line_type,
             keep_terminator: inner.options.keep_terminator,
-            all_columns: &inner.all_columns,
         };
         Ok(source.record_batch(ids, epoch, batch, columns))
     }
@@ -301,7 +297,7 @@ impl Batch {
     /// The lines as they are in the file, terminator included: the original `list[bytes]`.
     pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let bytes = self.batcher.inner.file.bytes();
-        self.located_records().into_iter().map(move |r| &bytes[r.start as usize..r.end() as usize])
+        self.located_records().into_iter().map(move |r| &bytes[r.range()])
     }
 
     /// The batch's lines located and brought into cache, as an owned value: a loader can
@@ -322,7 +318,7 @@ impl Batch {
     pub fn lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let keep = self.batcher.inner.options.keep_terminator;
         let bytes = self.batcher.inner.file.bytes();
-        self.located_records().into_iter().map(move |r| &bytes[r.start as usize..][..r.served_len(keep) as usize])
+        self.located_records().into_iter().map(move |r| &bytes[r.served_range(keep)])
     }
 
     /// All five columns ([`Column::ALL`]) as an Arrow batch; the `line` views point into the map (zero-copy).
@@ -358,6 +354,6 @@ impl LocatedLines {
     /// The lines as they are in the file, terminator included, in served order.
     pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let bytes = self.batcher.inner.file.bytes();
-        self.records.iter().map(move |r| &bytes[r.start as usize..r.end() as usize])
+        self.records.iter().map(move |r| &bytes[r.range()])
     }
 }

@@ -50,8 +50,9 @@ impl MappedFile {
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::from_io(path, e))?;
         // Ask for 2 MiB pages: a file the kernel then reads into 2 MiB page-cache folios is
         // mapped with one TLB entry per 2 MiB, where 4 KiB pages made nearly every line of a
-        // shuffled epoch miss the TLB (16.5 against 11 M lines/s measured on the 1 GB corpus).
-        // Only a hint; pages already cached keep the size they have.
+        // shuffled epoch miss the TLB (`cargo bench --bench core` shows both: "file read by
+        // mmap-batcher" against "file just written"). Only a hint; pages already cached keep
+        // the size they have.
         #[cfg(target_os = "linux")]
         let _ = map.advise(memmap2::Advice::HugePage);
         Ok(MappedFile {

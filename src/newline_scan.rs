@@ -11,11 +11,7 @@
 //! without the feature, because running their instructions on a CPU without it is
 //! undefined behaviour. Inside them, every memory access is safe, bounds-checked Rust.
 
-/// What is told of each newline found.
-///
-/// The sink is moved into the scan and handed back: owned by the scanning loop, its
-/// counters can stay in registers, where a closure's captured `&mut` state was written back
-/// to memory at every line.
+/// What is told of each newline found. The sink is moved into the scan and handed back.
 pub(crate) trait NewlineSink {
     /// Called with the position of a `\n`.
     fn newline(&mut self, position: usize);
@@ -46,6 +42,8 @@ pub(crate) fn for_each_newline_rev<S: NewlineSink>(bytes: &[u8], mut sink: S) ->
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::NewlineSink;
+    use std::arch::x86_64::{__m256i, _mm256_cmpeq_epi8, _mm256_movemask_epi8, _mm256_set1_epi8};
+
     /// AVX2, and the bit instructions every AVX2 CPU has (without `popcnt`, counting a
     /// mask's bits compiled to a dozen instructions per 64 bytes).
     pub(super) fn detected() -> bool {
@@ -54,8 +52,6 @@ mod avx2 {
             && std::is_x86_feature_detected!("bmi1")
             && std::is_x86_feature_detected!("lzcnt")
     }
-
-    use std::arch::x86_64::{__m256i, _mm256_cmpeq_epi8, _mm256_movemask_epi8, _mm256_set1_epi8};
 
     /// Bit `i` set when `block[i]` is `\n`.
     #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
