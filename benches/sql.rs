@@ -17,7 +17,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
-use mmap_batcher::{write_ipc_stream, Batcher, Column, IpcLineType, LinesTable, Options};
+use mmap_batcher::{write_ipc_stream, Batcher, Column, IpcLineType, LinesTable, Options, Shuffle};
 use support::{best_of, corpus, mib, warm};
 
 fn count(batches: &[arrow::array::RecordBatch]) -> i64 {
@@ -47,17 +47,17 @@ async fn main() {
         Batcher::open(&path, Options { batch_size: 8192, shuffle, seed: Some(1), ignore_leftovers: false, ..Default::default() })
             .unwrap()
     };
-    let shuffled = open(true);
-    let ordered = open(false);
+    let shuffled = open(Shuffle::Global);
+    let ordered = open(Shuffle::None);
     shuffled.validate_utf8().unwrap();
     ordered.validate_utf8().unwrap();
 
     let ctx = SessionContext::new();
-    ctx.register_table("lines", Arc::new(LinesTable::new(ordered.clone(), 1))).unwrap();
+    ctx.register_table("lines", Arc::new(LinesTable::new(ordered.clone(), 1).unwrap())).unwrap();
     let (t_ordered, out) = time_query(&ctx, like).await;
     let n_ordered = count(&out);
     let ctx_s = SessionContext::new();
-    ctx_s.register_table("lines", Arc::new(LinesTable::new(shuffled.clone(), 1))).unwrap();
+    ctx_s.register_table("lines", Arc::new(LinesTable::new(shuffled.clone(), 1).unwrap())).unwrap();
     let (t_shuffled, out) = time_query(&ctx_s, like).await;
     assert_eq!(count(&out), n_ordered);
 
@@ -85,7 +85,7 @@ async fn main() {
     // Bounded pool: sort, join, aggregate with the default (pool-aware) line buffers.
     let runtime = RuntimeEnvBuilder::new().with_memory_limit(256 << 20, 1.0).build_arc().unwrap();
     let bounded = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
-    bounded.register_table("lines", Arc::new(LinesTable::new(shuffled.clone(), 1))).unwrap();
+    bounded.register_table("lines", Arc::new(LinesTable::new(shuffled.clone(), 1).unwrap())).unwrap();
     for q in [
         "SELECT line_number, line FROM lines ORDER BY length(line) DESC, line_number LIMIT 10",
         "SELECT count(*) FROM (SELECT line FROM lines WHERE line LIKE '%abc%' ORDER BY line)",
@@ -115,7 +115,8 @@ async fn main() {
             write_ipc_stream(&shuffled, 1, &Column::ALL, ipc_type, &mut sink).unwrap();
             sink.0
         });
-        let line_bytes: u64 = (0..shuffled.num_lines()).map(|k| shuffled.index().record(k).len as u64).sum();
+        let epoch = shuffled.epoch(0).unwrap();
+        let line_bytes: u64 = epoch.batches().map(|b| b.locate().unwrap().raw_lines().map(|l| l.len() as u64).sum::<u64>()).sum();
         println!(
             "IPC {:?}: {:.3} s = {:.0} MB/s of stream ({:.2}x the line bytes); cat > /dev/null {:.3} s = {:.0} MB/s; ratio ipc/cat time {:.2}x",
             ipc_type,

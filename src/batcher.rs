@@ -1,34 +1,37 @@
-//! The batcher: a mapped file, its line index and options, served as epochs of batches.
+//! The batcher: a corpus, its options and seed, served as epochs of batches.
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, DictionaryArray, RecordBatch, RecordBatchOptions, StringArray, UInt32Array, UInt64Array};
 
-use crate::arrow_batch::{gather_records, touch_lines, BatchSource, Column, Windows};
-use crate::epoch_order::EpochOrder;
+use crate::arrow::{line_array, schema, Column, Utf8Checked};
+use crate::corpus::{Corpus, OpenFile};
 use crate::error::{Error, Result};
-use crate::line_index::{BuildError, LineIndex, LineRecord, MAX_LINE_LEN};
-use crate::mapped_file::MappedFile;
+use crate::index::{IndexStatus, LineSpan, Utf8Verdict, MAX_LINE_LEN};
 use crate::options::{LineType, Options};
-use crate::utf8_check::{first_invalid_served_byte, Utf8Failure};
+use crate::order::EpochOrder;
+use crate::plan::{Served, Shard, ShardPlan};
+use crate::state::{CorpusIdentity, OrderOptions, State, STATE_FORMAT};
+use crate::source::{Cancel, NeverCancel};
 
-/// A line file opened for batching. Cloning is cheap (an `Arc`), and every [`Epoch`] and
-/// [`Batch`] holds a clone, so they can outlive the value they came from.
+/// A corpus of one or more line files opened for batching. Cloning is cheap (an `Arc`),
+/// and every [`Epoch`] and [`Batch`] holds a clone, so they can outlive the value they
+/// came from.
 ///
 /// ```
 /// # use std::io::Write;
 /// # let mut f = tempfile::NamedTempFile::new().unwrap();
 /// # write!(f, "one\ntwo two\n# a comment\n\nthree\nfour\nfive").unwrap();
-/// use mmap_batcher::{Batcher, Options};
-/// let b = Batcher::open(f.path(), Options { batch_size: 2, seed: Some(1), ..Default::default() })?;
+/// use mmap_batcher::{Batcher, IndexCache, Options};
+/// let b = Batcher::open(f.path(), Options { batch_size: 2, seed: Some(1), index_cache: IndexCache::Off, ..Default::default() })?;
 /// assert_eq!(b.num_lines(), 5);
 /// for epoch in b.epochs(2) {
 ///     let epoch = epoch?;
 ///     assert_eq!(epoch.num_batches(), 2); // 5 lines, batches of 2, leftover dropped
 ///     for batch in epoch.batches() {
-///         let lines: Vec<&[u8]> = batch.raw_lines().collect(); // with their `\n`, as the original
-///         assert_eq!(lines.len(), 2);
+///         let lines = batch.locate()?; // with their `\n`, as the original
+///         assert_eq!(lines.raw_lines().count(), 2);
 ///     }
 /// }
 /// # Ok::<(), mmap_batcher::Error>(())
@@ -40,12 +43,13 @@ pub struct Batcher {
 
 #[derive(Debug)]
 struct Inner {
-    file: MappedFile,
-    index: LineIndex,
-    windows: Windows,
+    corpus: Corpus,
     options: Options,
     seed: u64,
-    utf8: OnceLock<Option<Utf8Failure>>,
+    /// The `file` column's dictionary: every path, once.
+    file_names: Arc<StringArray>,
+    /// Computed on the first resume state.
+    identity: std::sync::OnceLock<CorpusIdentity>,
 }
 
 /// A seed from the OS's randomness (std seeds `RandomState` from it).
@@ -55,45 +59,53 @@ fn random_seed() -> u64 {
 }
 
 impl Batcher {
-    /// Maps and indexes `path`.
+    /// Maps and indexes `path` (`-` is standard input).
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Self> {
-        Self::open_with_progress(path, options, &|_| {})
+        Self::open_many(&[path.as_ref().to_path_buf()], options)
     }
 
-    /// Like [`open`](Self::open), calling `progress` with the number of bytes indexed
-    /// since the last call (from several threads; the file's size is the total).
-    pub fn open_with_progress(
-        path: impl AsRef<Path>,
-        options: Options,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<Self> {
-        Self::open_with_limit(path.as_ref(), options, MAX_LINE_LEN, progress)
+    /// Maps and indexes the files `paths`, served as one corpus in that order.
+    pub fn open_many(paths: &[PathBuf], options: Options) -> Result<Self> {
+        Self::open_with(paths, options, &|_| {}, &NeverCancel)
+    }
+
+    /// Like [`open_many`](Self::open_many), calling `progress` with the number of bytes
+    /// indexed since the last call (from several threads; the files' size is the total)
+    /// and asking `cancel` now and then whether to stop.
+    pub fn open_with(paths: &[PathBuf], options: Options, progress: &(dyn Fn(u64) + Sync), cancel: &dyn Cancel) -> Result<Self> {
+        Self::open_with_limit(paths, options, MAX_LINE_LEN, progress, cancel)
     }
 
     pub(crate) fn open_with_limit(
-        path: &Path,
+        paths: &[PathBuf],
         options: Options,
         max_line_len: u64,
         progress: &(dyn Fn(u64) + Sync),
+        cancel: &dyn Cancel,
     ) -> Result<Self> {
-        if options.batch_size == 0 {
-            return Err(Error::InvalidOption { path: path.to_path_buf(), message: "batch_size must be at least 1".into() });
+        options.validate()?;
+        if paths.is_empty() {
+            return Err(Error::NoInput { pattern: "(empty list of inputs)".into() });
         }
-        let file = MappedFile::open(path)?;
-        let index = LineIndex::build(file.bytes(), options.keep_rules(), max_line_len, progress).map_err(|e| match e {
-            BuildError::TooLong { line_number, length } => {
-                Error::LineTooLong { path: path.to_path_buf(), line_number, length, limit: max_line_len }
-            }
-            BuildError::Memory(e) => Error::from_io(path, e),
-        })?;
-        let windows = Windows::new(&file, &index);
+        let corpus = Corpus::open(paths, &options, max_line_len, progress, cancel)?;
         let seed = options.seed.unwrap_or_else(random_seed);
-        Ok(Batcher { inner: Arc::new(Inner { file, index, windows, options, seed, utf8: OnceLock::new() }) })
+        let file_names = Arc::new(StringArray::from_iter_values(corpus.paths().map(|p| p.to_string_lossy().into_owned())));
+        Ok(Batcher { inner: Arc::new(Inner { corpus, options, seed, file_names, identity: Default::default() }) })
     }
 
-    /// The path the file was opened with.
+    /// The path of the first (often only) file.
     pub fn path(&self) -> &Path {
-        self.inner.file.path()
+        self.inner.corpus.path(0)
+    }
+
+    /// The paths of the corpus's files, in line-id order.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.inner.corpus.paths()
+    }
+
+    /// Number of files.
+    pub fn num_files(&self) -> usize {
+        self.inner.corpus.num_files()
     }
 
     /// The options in force (with `seed` as given; see [`seed`](Self::seed) for the one used).
@@ -106,14 +118,44 @@ impl Batcher {
         self.inner.seed
     }
 
-    /// Number of kept (served) lines.
+    /// Number of kept (served) lines of all files.
     pub fn num_lines(&self) -> u64 {
-        self.inner.index.len()
+        self.inner.corpus.num_lines()
     }
 
-    /// Number of physical lines in the file, skipped ones included.
+    /// Number of physical lines, skipped ones included.
     pub fn physical_lines(&self) -> u64 {
-        self.inner.index.physical_lines()
+        self.inner.corpus.physical_lines()
+    }
+
+    /// The line ids of file `f`.
+    pub fn file_lines(&self, f: usize) -> std::ops::Range<u64> {
+        self.inner.corpus.file_lines(f)
+    }
+
+    /// How the index of file `f` was obtained (and which index file it lives in).
+    pub fn index_status(&self, f: usize) -> &IndexStatus {
+        self.inner.corpus.index_status(f)
+    }
+
+    /// Whether every served line of file `f` is UTF-8 (known from its index).
+    pub fn utf8_verdict(&self, f: usize) -> Utf8Verdict {
+        self.inner.corpus.utf8(f)
+    }
+
+    /// The identity of file `f` when it was indexed.
+    pub fn identity(&self, f: usize) -> &crate::source::Identity {
+        self.inner.corpus.identity(f)
+    }
+
+    /// What the open had to say: stale index files rebuilt, indexes kept in memory only.
+    pub fn notices(&self) -> &[String] {
+        self.inner.corpus.notices()
+    }
+
+    /// True when reads are planned for a corpus larger than memory (see [`IoPolicy`](crate::IoPolicy)).
+    pub fn reads_from_disk(&self) -> bool {
+        self.inner.corpus.io() != crate::source::ResolvedIo::Cached
     }
 
     /// Batches in every epoch: leftovers dropped or kept as the options say; never an empty batch.
@@ -126,32 +168,70 @@ impl Batcher {
         }
     }
 
-    /// Lines served in every epoch: all kept lines, less the dropped leftovers.
+    /// Lines served in every epoch by all shards together: all kept lines, less the
+    /// dropped leftovers.
     pub fn lines_per_epoch(&self) -> u64 {
         self.num_lines().min(self.num_batches() * self.inner.options.batch_size as u64)
     }
 
-    /// The line index (kept lines in file order).
-    pub fn index(&self) -> &LineIndex {
-        &self.inner.index
+    /// Lines in batch `b` of any epoch (0 past the end).
+    pub fn batch_len(&self, b: u64) -> u64 {
+        if b >= self.num_batches() {
+            return 0;
+        }
+        let size = self.inner.options.batch_size as u64;
+        size.min(self.num_lines() - b * size)
     }
 
-    /// The address range of the mapping: every non-inline view of a batch points inside it.
-    pub fn map_address_range(&self) -> std::ops::Range<usize> {
-        self.inner.file.address_range()
+    /// The default columns: the five of a single file, and `file` for several files.
+    pub fn default_columns(&self) -> Vec<Column> {
+        Column::defaults(self.num_files())
     }
 
-    /// The bytes of kept line `k`, terminator included.
-    pub fn raw_line(&self, k: u64) -> &[u8] {
-        let rec: LineRecord = self.inner.index.record(k);
-        &self.inner.file.bytes()[rec.range()]
+    /// The address ranges of the files mapped now: every non-inline view points inside one.
+    pub fn map_address_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        (0..self.num_files()).filter_map(|f| self.inner.corpus.file(f).ok()).map(|f| f.source.address_range()).collect()
     }
 
-    /// Epoch `epoch`, after checking that the file has not changed since it was indexed.
+    /// The bytes of line `id` (terminator included), copied.
+    pub fn line_bytes(&self, id: u64) -> Result<Vec<u8>> {
+        if id >= self.num_lines() {
+            return Err(Error::InvalidOption { message: format!("line {id} out of range for {} lines", self.num_lines()) });
+        }
+        let (f, k) = self.inner.corpus.locate(id);
+        let file = self.inner.corpus.file(f)?;
+        file.source.check_unchanged()?;
+        Ok(file.source.bytes()[file.span(k).range()].to_vec())
+    }
+
+    /// The id of the kept line with physical line number `number` in file `f`, if that line is kept.
+    pub fn line_id(&self, f: usize, number: u64) -> Result<Option<u64>> {
+        let file = self.inner.corpus.file(f)?;
+        let k = file.index.first_at_or_after_line(number);
+        Ok((k < file.index.len() && file.index.line_number(k) == number).then(|| self.file_lines(f).start + k))
+    }
+
+    /// The kept line of file `f` whose bytes contain byte `offset`, if any.
+    pub fn line_id_at_offset(&self, f: usize, offset: u64) -> Result<Option<u64>> {
+        let file = self.inner.corpus.file(f)?;
+        Ok(file.index.line_containing(offset, file.source.bytes()).map(|k| self.file_lines(f).start + k))
+    }
+
+    /// `(file, 1-based line number, byte offset)` of line `id`.
+    pub fn line_position(&self, id: u64) -> Result<(usize, u64, u64)> {
+        let (f, k) = self.inner.corpus.locate(id);
+        let file = self.inner.corpus.file(f)?;
+        Ok((f, file.index.line_number(k), file.index.start(k)))
+    }
+
+    /// Epoch `epoch`, after checking that no file changed since it was indexed.
     pub fn epoch(&self, epoch: u64) -> Result<Epoch> {
-        self.inner.file.check_unchanged()?;
+        for f in 0..self.num_files() {
+            self.inner.corpus.file(f)?.source.check_path_unchanged()?;
+        }
         let o = &self.inner.options;
-        Ok(Epoch { batcher: self.clone(), epoch, order: EpochOrder::new(self.inner.seed, epoch, self.num_lines(), o.shuffle) })
+        let order = EpochOrder::new(self.inner.seed, epoch, o.shuffle, self.inner.corpus.blocks());
+        Ok(Epoch { batcher: self.clone(), number: epoch, order: Arc::new(order) })
     }
 
     /// Epochs `0..count`, each checked as in [`epoch`](Self::epoch).
@@ -159,33 +239,174 @@ impl Batcher {
         (0..count).map(move |e| self.epoch(e))
     }
 
-    /// Checks, once per file (the verdict is cached), that every served line is UTF-8.
-    /// Called by the first `Utf8View` batch; the raw-bytes path never needs it.
+    /// Checks that every served line is UTF-8 (known from the indexes): the error names
+    /// the first bad line.
     pub fn validate_utf8(&self) -> Result<()> {
-        let inner = &self.inner;
-        match *inner.utf8.get_or_init(|| first_invalid_served_byte(inner.file.bytes(), &inner.index)) {
-            None => Ok(()),
-            Some((k, offset)) => Err(Error::InvalidUtf8 {
-                path: self.path().to_path_buf(),
-                line_number: inner.index.line_number(k),
-                byte_offset: offset,
+        for f in 0..self.num_files() {
+            if let Utf8Verdict::Invalid { line_id, offset } = self.inner.corpus.utf8(f) {
+                let file = self.inner.corpus.file(f)?;
+                return Err(Error::InvalidUtf8 {
+                    path: self.inner.corpus.path(f).to_path_buf(),
+                    line_number: file.index.line_number(line_id),
+                    byte_offset: offset,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What a resume state records of this corpus: sizes, line count and a fingerprint of
+    /// sampled bytes of every file (computed once).
+    pub fn corpus_identity(&self) -> Result<CorpusIdentity> {
+        if let Some(id) = self.inner.identity.get() {
+            return Ok(id.clone());
+        }
+        let corpus = &self.inner.corpus;
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut mix = |v: u64| hash = crate::order::mix64(hash ^ v);
+        let (mut bytes, mut mtime) = (0u64, i64::MIN);
+        for f in 0..corpus.num_files() {
+            let file = corpus.file(f)?;
+            let data = file.source.bytes();
+            let len = data.len();
+            bytes += len as u64;
+            mtime = mtime.max(file.source.identity().mtime_ns);
+            mix(len as u64);
+            mix(file.index.len());
+            let mut sample = |range: std::ops::Range<usize>| {
+                for chunk in data[range].chunks(8) {
+                    let mut w = [0u8; 8];
+                    w[..chunk.len()].copy_from_slice(chunk);
+                    mix(u64::from_le_bytes(w));
+                }
+            };
+            sample(0..len.min(4096));
+            sample(len.saturating_sub(4096)..len);
+            for i in 1..=16 {
+                let at = len / 17 * i;
+                sample(at..(at + 64).min(len));
+            }
+        }
+        let id = CorpusIdentity { files: corpus.num_files() as u64, bytes, lines: self.num_lines(), mtime_ns: mtime, fingerprint: hash };
+        Ok(self.inner.identity.get_or_init(|| id).clone())
+    }
+
+    /// The resume state of shard `shard` that served `done` batches of its plan in epoch
+    /// `epoch` after `base` (see [`state`](crate::state)).
+    pub fn state(&self, epoch: u64, base: Served, shard: Shard, done: u64) -> Result<State> {
+        Ok(State {
+            format: STATE_FORMAT,
+            seed: self.seed(),
+            epoch,
+            base,
+            shard,
+            done,
+            order: OrderOptions::of(self.options()),
+            corpus: self.corpus_identity()?,
+        })
+    }
+
+    /// Where shard `shard` resumes from `state`: `(epoch, base, batches of its plan done)`.
+    /// The state must match this batcher (corpus, order options, seed); a shard's own
+    /// state resumes that shard, a combined one ([`combine_states`](Self::combine_states))
+    /// any shard of any layout.
+    pub fn resume_point(&self, state: &State, shard: Shard) -> Result<(u64, Served, u64)> {
+        state.check_matches(self.seed(), &OrderOptions::of(self.options()), &self.corpus_identity()?)?;
+        let nb = self.num_batches();
+        state.base.validate(nb)?;
+        if state.shard == shard {
+            return Ok((state.epoch, state.base.clone(), state.done));
+        }
+        match state.served(nb) {
+            Some(served) => Ok((state.epoch, served, 0)),
+            None => Err(Error::StateMismatch {
+                what: format!(
+                    "the state is shard {} of {}, this batcher is shard {} of {}; to resume with another layout, \
+                     combine the states of all {} shards first",
+                    state.shard.index, state.shard.count, shard.index, shard.count, state.shard.count
+                ),
             }),
         }
     }
 
-    fn record_batch(&self, ids: &[u64], epoch: u64, batch: u64, columns: &[Column]) -> Result<RecordBatch> {
-        let inner = &self.inner;
-        if inner.options.line_type == LineType::Utf8 && columns.contains(&Column::Line) {
-            self.validate_utf8()?;
+    /// Combines the states of all shards of one layout into one any layout can load.
+    pub fn combine_states(&self, states: &[State]) -> Result<State> {
+        crate::state::combine(states, self.num_batches(), self.options().even_shards)
+    }
+
+    pub(crate) fn corpus(&self) -> &Corpus {
+        &self.inner.corpus
+    }
+
+    /// Locates `ids` (global line ids): the files they lie in, and each line's span.
+    pub(crate) fn locate(&self, ids: &[u64]) -> Result<Located> {
+        let corpus = &self.inner.corpus;
+        let mut files: Vec<Arc<OpenFile>> = Vec::new();
+        let mut file_ids: Vec<usize> = Vec::new();
+        let mut slots: Vec<u32> = Vec::new();
+        let mut locals: Vec<u64> = Vec::with_capacity(ids.len());
+        if corpus.num_files() == 1 {
+            files.push(corpus.file(0)?);
+            locals.extend_from_slice(ids);
+        } else {
+            slots.reserve(ids.len());
+            for &id in ids {
+                let (f, k) = corpus.locate(id);
+                let slot = match file_ids.iter().position(|&g| g == f) {
+                    Some(s) => s,
+                    None => {
+                        files.push(corpus.file(f)?);
+                        file_ids.push(f);
+                        files.len() - 1
+                    }
+                };
+                slots.push(slot as u32);
+                locals.push(k);
+            }
         }
-        let source = BatchSource {
-            file: &inner.file,
-            index: &inner.index,
-            windows: &inner.windows,
-            line_type: inner.options.line_type,
-            keep_terminator: inner.options.keep_terminator,
+        // Gather first, in a loop of a few instructions a line: its cache misses overlap
+        // by the dozen, where a loop that also decodes lets only a few be in flight (the
+        // profile of the core bench showed that loop waiting).
+        let slot_of = |i: usize| slots.get(i).copied().unwrap_or(0) as usize;
+        let gathered: Vec<[u64; 2]> = if files.len() == 1 {
+            let records = files[0].index.raw_records();
+            locals.iter().map(|&k| [records[k as usize], records[k as usize + 1]]).collect()
+        } else {
+            locals
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| {
+                    let records = files[slot_of(i)].index.raw_records();
+                    [records[k as usize], records[k as usize + 1]]
+                })
+                .collect()
         };
-        Ok(source.record_batch(ids, epoch, batch, columns))
+        let mut spans = Vec::with_capacity(ids.len());
+        let mut gaps = Vec::new();
+        for (i, (&k, &[rec, next])) in locals.iter().zip(&gathered).enumerate() {
+            let file = &files[slot_of(i)];
+            let (span, gap) = file.index.span_before_gap(rec, next, file.source.bytes());
+            if gap {
+                gaps.push(i);
+            }
+            spans.push(span);
+            let _ = k;
+        }
+        // Lines followed by skipped lines (a few percent) end at their first newline:
+        // touch them all first, so their cache misses overlap, then search.
+        if !gaps.is_empty() {
+            let touched = gaps.iter().fold(0u8, |acc, &i| {
+                let bytes = files[slot_of(i)].source.bytes();
+                acc ^ bytes.get(spans[i].start as usize).copied().unwrap_or(0)
+            });
+            std::hint::black_box(touched);
+            for &i in &gaps {
+                let file = &files[slot_of(i)];
+                spans[i] = file.index.span_after_gap(locals[i], spans[i], file.source.bytes());
+            }
+        }
+        let recs = gathered.into_iter().map(|[rec, _]| rec).collect();
+        Ok(Located { files, file_ids, slots, locals, recs, spans })
     }
 }
 
@@ -193,22 +414,27 @@ impl Batcher {
 #[derive(Debug, Clone)]
 pub struct Epoch {
     batcher: Batcher,
-    epoch: u64,
-    order: EpochOrder,
+    number: u64,
+    order: Arc<EpochOrder>,
 }
 
 impl Epoch {
     /// The epoch number.
-    pub fn index(&self) -> u64 {
-        self.epoch
+    pub fn number(&self) -> u64 {
+        self.number
     }
 
-    /// The order of this epoch (position → kept line).
+    /// The batcher this epoch is of.
+    pub fn batcher(&self) -> &Batcher {
+        &self.batcher
+    }
+
+    /// The order of this epoch (position → line id).
     pub fn order(&self) -> &EpochOrder {
         &self.order
     }
 
-    /// Number of batches in this epoch.
+    /// Number of batches in this epoch (all shards together).
     pub fn num_batches(&self) -> u64 {
         self.batcher.num_batches()
     }
@@ -223,7 +449,7 @@ impl Epoch {
         let positions = b * size..((b + 1) * size).min(self.order.len());
         let mut ids = Vec::with_capacity((positions.end - positions.start) as usize);
         self.order.fill(positions, &mut ids);
-        Some(Batch { batcher: self.batcher.clone(), epoch: self.epoch, index: b, ids })
+        Some(Batch { batcher: self.batcher.clone(), epoch: self.number, number: b, ids })
     }
 
     /// The batches of this epoch, in order.
@@ -231,47 +457,47 @@ impl Epoch {
         (0..self.num_batches()).map_while(|b| self.batch(b))
     }
 
-    /// The batch numbers shard `shard` of `shards` serves: every `shards`-th batch from
-    /// `shard` on. Together the shards serve each batch of the epoch's order exactly once,
-    /// so N data-loader workers (or ranks × workers, numbered `rank * workers + worker`)
-    /// split one epoch without overlap and without talking to each other.
+    /// The batches shard `shard` serves of this epoch, after `served` (see [`ShardPlan`];
+    /// `even_shards` from the options).
     ///
     /// ```
     /// # use std::io::Write;
     /// # let mut f = tempfile::NamedTempFile::new().unwrap();
     /// # for i in 0..10 { writeln!(f, "row {i}").unwrap(); }
-    /// let b = mmap_batcher::Batcher::open(f.path(), mmap_batcher::Options { batch_size: 2, ..Default::default() })?;
-    /// let epoch = b.epoch(0)?;
-    /// assert_eq!(epoch.shard_batches(1, 2).collect::<Vec<_>>(), vec![1, 3]);
+    /// use mmap_batcher::{Batcher, IndexCache, Options, Served, Shard};
+    /// let b = Batcher::open(f.path(), Options { batch_size: 2, index_cache: IndexCache::Off, ..Default::default() })?;
+    /// let plan = b.epoch(0)?.shard_plan(Shard::new(1, 2)?, Served::NONE);
+    /// assert_eq!(plan.batches().collect::<Vec<_>>(), vec![1, 3]);
     /// # Ok::<(), mmap_batcher::Error>(())
     /// ```
-    ///
-    /// # Panics
-    /// If `shards` is 0 or `shard >= shards`.
-    pub fn shard_batches(&self, shard: u64, shards: u64) -> impl Iterator<Item = u64> {
-        assert!(shard < shards, "shard {shard} out of range for {shards} shards");
-        (shard..self.num_batches()).step_by(shards as usize)
+    pub fn shard_plan(&self, shard: Shard, served: Served) -> ShardPlan {
+        ShardPlan::new(self.num_batches(), served, shard, self.batcher.inner.options.even_shards)
     }
 }
 
-/// One batch: the kept lines it serves, in served order, and where it sits in its epoch.
+/// One batch: the lines it serves, in served order, and where it sits in its epoch.
 #[derive(Debug, Clone)]
 pub struct Batch {
     batcher: Batcher,
     epoch: u64,
-    index: u64,
+    number: u64,
     ids: Vec<u64>,
 }
 
 impl Batch {
+    /// The batcher this batch is of.
+    pub fn batcher(&self) -> &Batcher {
+        &self.batcher
+    }
+
     /// The epoch this batch belongs to.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
 
     /// The batch's position in its epoch.
-    pub fn index(&self) -> u64 {
-        self.index
+    pub fn number(&self) -> u64 {
+        self.number
     }
 
     /// Number of lines.
@@ -284,55 +510,31 @@ impl Batch {
         self.ids.is_empty()
     }
 
-    /// Kept-line indices (positions in the line index), in served order.
+    /// Line ids (positions in the corpus's index), in served order.
     pub fn line_ids(&self) -> &[u64] {
         &self.ids
     }
 
-    /// 1-based physical line numbers, in served order.
-    pub fn line_numbers(&self) -> impl Iterator<Item = u64> + '_ {
-        self.ids.iter().map(|&k| self.batcher.inner.index.line_number(k))
+    /// Finds the batch's lines in their files, after checking that the files are unchanged.
+    pub fn locate(&self) -> Result<Located> {
+        let located = self.batcher.locate(&self.ids)?;
+        located.check_unchanged()?;
+        Ok(located)
     }
 
-    /// The lines as they are in the file, terminator included: the original `list[bytes]`.
-    pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let bytes = self.batcher.inner.file.bytes();
-        self.located_records().into_iter().map(move |r| &bytes[r.range()])
-    }
-
-    /// The batch's lines located and brought into cache, as an owned value: a loader can
-    /// locate batch `b + 1` on another thread while it consumes batch `b`.
-    pub fn locate(&self) -> LocatedLines {
-        LocatedLines { batcher: self.batcher.clone(), records: self.located_records() }
-    }
-
-    fn located_records(&self) -> Vec<LineRecord> {
-        let inner = &self.batcher.inner;
-        let recs = gather_records(&inner.index, &self.ids);
-        touch_lines(inner.file.bytes(), &recs, true);
-        recs
-    }
-
-    /// The lines as the `line` column serves them (terminator dropped unless
-    /// `keep_terminator`). Bytes: no UTF-8 check.
-    pub fn lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let keep = self.batcher.inner.options.keep_terminator;
-        let bytes = self.batcher.inner.file.bytes();
-        self.located_records().into_iter().map(move |r| &bytes[r.served_range(keep)])
-    }
-
-    /// All five columns ([`Column::ALL`]) as an Arrow batch; the `line` views point into the map (zero-copy).
+    /// All default columns as an Arrow batch; the `line` views point into the map (zero-copy).
     pub fn to_record_batch(&self) -> Result<RecordBatch> {
-        self.to_record_batch_with(&Column::ALL)
+        self.to_record_batch_with(&self.batcher.default_columns())
     }
 
-    /// Only `columns`, in that order: a batch without [`Column::Line`] never touches the map.
+    /// Only `columns`, in that order: a batch without [`Column::Line`] never reads the map.
     pub fn to_record_batch_with(&self, columns: &[Column]) -> Result<RecordBatch> {
-        self.batcher.record_batch(&self.ids, self.epoch, self.index, columns)
+        let located = self.batcher.locate(&self.ids)?;
+        located.record_batch(&self.batcher, self.epoch, self.number, columns)
     }
 
-    /// Keeps only the lines whose kept-line index passes `keep` (for filters answered from
-    /// the index, such as a range of line numbers), in served order.
+    /// Keeps only the lines whose id passes `keep` (for filters answered from the index,
+    /// such as a range of line numbers), in served order.
     pub fn retain(&mut self, keep: impl FnMut(&u64) -> bool) {
         self.ids.retain(keep);
     }
@@ -343,17 +545,129 @@ impl Batch {
     }
 }
 
-/// The lines of a batch, located by [`Batch::locate`].
+/// A batch's lines found in their files: owned, so it can be made on one thread (the
+/// read-ahead of [`BatchStream`](crate::BatchStream)) and used on another.
 #[derive(Debug)]
-pub struct LocatedLines {
-    batcher: Batcher,
-    records: Vec<LineRecord>,
+pub struct Located {
+    files: Vec<Arc<OpenFile>>,
+    /// Corpus index of each of `files` (empty for a one-file corpus: file 0).
+    file_ids: Vec<usize>,
+    /// Per line: its index into `files` (empty when there is one file).
+    slots: Vec<u32>,
+    /// Per line: its id within its file.
+    locals: Vec<u64>,
+    /// Per line: its index record.
+    recs: Vec<u64>,
+    /// Per line: where it lies.
+    spans: Vec<LineSpan>,
 }
 
-impl LocatedLines {
-    /// The lines as they are in the file, terminator included, in served order.
+impl Located {
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True for no lines.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    #[inline(always)]
+    fn file(&self, i: usize) -> &OpenFile {
+        &self.files[self.slots.get(i).copied().unwrap_or(0) as usize]
+    }
+
+    /// Checks (one `fstat` per file) that the files are unchanged since they were indexed.
+    pub fn check_unchanged(&self) -> Result<()> {
+        self.files.iter().try_for_each(|f| f.source.check_unchanged())
+    }
+
+    /// The lines as they are in the file, terminator included: the original `list[bytes]`.
     pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let bytes = self.batcher.inner.file.bytes();
-        self.records.iter().map(move |r| &bytes[r.range()])
+        self.spans.iter().enumerate().map(move |(i, s)| &self.file(i).source.bytes()[s.range()])
+    }
+
+    /// The lines as the `line` column serves them (terminator dropped unless `keep_terminator`).
+    pub fn lines(&self, keep_terminator: bool) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans.iter().enumerate().map(move |(i, s)| &self.file(i).source.bytes()[s.served_range(keep_terminator)])
+    }
+
+    /// 1-based physical line numbers, in served order.
+    pub fn line_numbers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.locals.iter().zip(&self.recs).enumerate().map(move |(i, (&k, &rec))| self.file(i).index.line_number_of(k, rec))
+    }
+
+    /// Corpus index of the file of each line.
+    pub fn file_ids(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).map(move |i| self.slots.get(i).map_or(0, |&s| self.file_ids[s as usize]))
+    }
+
+    /// Byte offsets of the lines in their files.
+    pub fn byte_offsets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.spans.iter().map(|s| s.start)
+    }
+
+    /// Reads each line's first byte in one branch-free pass: the page-cache misses of a
+    /// shuffled batch overlap here, and the per-line loops that follow (whose length
+    /// branches would stall them one by one) read from cache. With `ends`, for callers
+    /// about to copy whole lines, each line's last byte is read too.
+    pub(crate) fn touch(&self, ends: bool) {
+        let touch = |bytes: &[u8], s: &LineSpan| {
+            let first = bytes.get(s.start as usize).copied().unwrap_or(0);
+            let last = if ends { bytes.get((s.end as usize).wrapping_sub(1)).copied().unwrap_or(0) } else { 0 };
+            first ^ last
+        };
+        let touched = if self.files.len() == 1 {
+            let bytes = self.files[0].source.bytes();
+            self.spans.iter().fold(0u8, |acc, s| acc ^ touch(bytes, s))
+        } else {
+            self.spans.iter().enumerate().fold(0u8, |acc, (i, s)| acc ^ touch(self.file(i).source.bytes(), s))
+        };
+        std::hint::black_box(touched);
+    }
+
+    /// Asks the kernel to start reading every line's pages (reads from disk).
+    pub(crate) fn will_need(&self) {
+        for (i, s) in self.spans.iter().enumerate() {
+            self.file(i).source.will_need(s.range());
+        }
+    }
+
+    /// The batch as Arrow arrays: `columns` of batch `number` of `epoch`.
+    pub(crate) fn record_batch(&self, batcher: &Batcher, epoch: u64, number: u64, columns: &[Column]) -> Result<RecordBatch> {
+        let opts = &batcher.inner.options;
+        let n = self.len();
+        let arrays = columns
+            .iter()
+            .map(|c| {
+                Ok(match c {
+                    Column::Line => {
+                        self.touch(false);
+                        let utf8 = match opts.line_type {
+                            LineType::Utf8 => Some(Utf8Checked::check(self.files.iter().map(|f| f.as_ref()))?),
+                            LineType::Binary => {
+                                self.check_unchanged()?;
+                                None
+                            }
+                        };
+                        line_array(&self.files, &self.slots, &self.spans, opts.line_type, opts.keep_terminator, utf8.as_ref())?
+                    }
+                    Column::LineNumber => Arc::new(UInt64Array::from_iter_values(self.line_numbers())) as ArrayRef,
+                    Column::ByteOffset => Arc::new(UInt64Array::from_iter_values(self.byte_offsets())) as ArrayRef,
+                    Column::Epoch => Arc::new(UInt64Array::from_value(epoch, n)) as ArrayRef,
+                    Column::Batch => Arc::new(UInt64Array::from_value(number, n)) as ArrayRef,
+                    Column::File => {
+                        let keys = UInt32Array::from_iter_values(self.file_ids().map(|f| f as u32));
+                        let dict = DictionaryArray::try_new(keys, batcher.inner.file_names.clone())
+                            .map_err(|source| Error::Arrow { context: "file column".into(), source })?;
+                        Arc::new(dict) as ArrayRef
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        RecordBatch::try_new_with_options(schema(columns, opts.line_type), arrays, &options)
+            .map_err(|source| Error::Arrow { context: batcher.path().display().to_string(), source })
     }
 }

@@ -1,73 +1,328 @@
-//! A deterministic synthetic corpus for benchmarks: log-normal line lengths (median near
-//! 80 bytes) with a few lines of several KB, about 2% blank and 1% `#` lines, and some
-//! non-ASCII UTF-8. The same `(lines, seed)` always writes the same bytes, so every tool
-//! in a side-by-side comparison reads the same file.
+//! The files served together as one corpus: each with its own index, numbered into one
+//! space of line ids (file after file, in the order given), mapped lazily and unmapped
+//! least-recently-used first when more than `max_open_files` are open. A single file is
+//! the one-element case and stays open.
 
-use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// SplitMix64: tiny, fast, and reproducible everywhere.
-struct Rng(u64);
+use crate::arrow::Windows;
+use crate::error::{Error, Result};
+use crate::index::{open_index, IndexRequest, IndexStatus, LineIndex, LineSpan, Utf8Verdict, MAX_LINE_LEN};
+use crate::options::{KeepRules, Options, Shuffle};
+use crate::order::BlockLayout;
+use crate::source::{Cancel, Identity, ResolvedIo, SourceFile};
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        crate::epoch_order::mix64(self.0)
-    }
+/// A file of the corpus, mapped and indexed.
+#[derive(Debug)]
+pub(crate) struct OpenFile {
+    pub source: SourceFile,
+    pub index: LineIndex,
+    pub windows: Windows,
+    pub index_status: IndexStatus,
+}
 
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let u = self.unit().max(f64::MIN_POSITIVE);
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
+impl OpenFile {
+    /// The span of local line `k`.
+    #[inline]
+    pub fn span(&self, k: u64) -> LineSpan {
+        self.index.span(k, self.source.bytes())
     }
 }
 
-const NON_ASCII: [&str; 4] = ["é", "ü", "漢字", "🙂"];
+/// What the corpus keeps of each file, open or not.
+#[derive(Debug)]
+struct Entry {
+    path: PathBuf,
+    identity: Identity,
+    physical_lines: u64,
+    status: IndexStatus,
+    utf8: Utf8Verdict,
+    /// `None` while unmapped (many-file corpora only).
+    open: Mutex<Option<Arc<OpenFile>>>,
+    last_used: AtomicU64,
+}
 
-/// Writes `lines` lines of synthetic text to `out`.
-///
-/// ```
-/// let mut buf = Vec::new();
-/// mmap_batcher::corpus::write_corpus(&mut buf, 1000, 1).unwrap();
-/// assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1000);
-/// ```
-pub fn write_corpus(out: &mut impl Write, lines: u64, seed: u64) -> std::io::Result<()> {
-    let mut rng = Rng(seed);
-    let mut line = Vec::with_capacity(16 << 10);
-    for _ in 0..lines {
-        line.clear();
-        let kind = rng.unit();
-        if kind < 0.02 {
-            // Blank: empty or a few spaces/tabs.
-            line.extend(std::iter::repeat_n(b' ', (rng.next() % 4) as usize));
+/// The files of a corpus and their line-id ranges.
+#[derive(Debug)]
+pub(crate) struct Corpus {
+    entries: Vec<Entry>,
+    /// `first[f]`: the id of file `f`'s first line; `first[len]`: the total.
+    first: Vec<u64>,
+    rules: KeepRules,
+    io: ResolvedIo,
+    max_open: usize,
+    open_count: AtomicUsize,
+    clock: AtomicU64,
+    blocks: BlockLayout,
+    /// Notices of the open (stale indexes rebuilt, indexes kept in memory).
+    notices: Vec<String>,
+}
+
+impl Corpus {
+    /// Opens and indexes every file of `paths`, on all cores for many files.
+    pub(crate) fn open(
+        paths: &[PathBuf],
+        options: &Options,
+        max_line_len: u64,
+        progress: &(dyn Fn(u64) + Sync),
+        cancel: &dyn Cancel,
+    ) -> Result<Self> {
+        let keep_open = paths.len() <= options.max_open_files;
+        // Decided before any file is mapped: the index build's reads already come in the
+        // page sizes the epochs want (the kernel keeps cached pages at the size read).
+        let total_bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+        let io = ResolvedIo::resolve(options.io, total_bytes, options.shuffle.is_shuffled());
+        let block_bytes = match options.shuffle {
+            Shuffle::Block { block_bytes, .. } => Some(block_bytes),
+            _ => None,
+        };
+        let open_one = |path: &Path, notices: &mut Vec<String>| -> Result<(OpenFile, Vec<u64>)> {
+            let file = open_file(path, options, io, max_line_len, progress, cancel, notices, None)?;
+            let cuts = block_bytes.map_or_else(Vec::new, |b| block_cuts(&file.index, file.source.bytes().len() as u64, b));
+            Ok((file, cuts))
+        };
+        type Opened = (OpenFile, Vec<u64>, Vec<String>);
+        let mut results: Vec<Option<Result<Opened>>> = (0..paths.len()).map(|_| None).collect();
+        if paths.len() == 1 {
+            let mut notices = Vec::new();
+            results[0] = Some(open_one(&paths[0], &mut notices).map(|(f, c)| (f, c, notices)));
         } else {
-            if kind < 0.03 {
-                line.extend_from_slice(b"# ");
-            }
-            let target = if rng.unit() < 0.001 {
-                2_000 + (rng.next() % 8_000) as usize
-            } else {
-                (80.0 * (0.6 * rng.normal()).exp()).clamp(1.0, 4_000.0) as usize
-            };
-            while line.len() < target {
-                let r = rng.next();
-                if r.is_multiple_of(40) {
-                    line.extend_from_slice(NON_ASCII[(r >> 8) as usize % NON_ASCII.len()].as_bytes());
-                } else {
-                    // Independent 5-bit chunks per letter, so every letter pair occurs.
-                    let word_len = 2 + (r >> 16) as usize % 8;
-                    let letters = rng.next();
-                    line.extend((0..word_len).map(|i| b'a' + ((letters >> (5 * i)) & 31) as u8 % 26));
+            // Many files: one file per thread at a time (each build is itself parallel
+            // only for files over 2 MiB).
+            let next = AtomicUsize::new(0);
+            let slots: Vec<Mutex<Option<Result<Opened>>>> = (0..paths.len()).map(|_| Mutex::new(None)).collect();
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len());
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= paths.len() {
+                            break;
+                        }
+                        let mut notices = Vec::new();
+                        let r = open_one(&paths[i], &mut notices).map(|(f, c)| (f, c, notices));
+                        let failed = r.is_err();
+                        *lock(&slots[i]) = Some(r);
+                        if failed {
+                            // Stop the others early: the first error in path order wins below.
+                            next.store(paths.len(), Ordering::Relaxed);
+                        }
+                    });
                 }
-                line.push(b' ');
+            });
+            for (i, slot) in slots.into_iter().enumerate() {
+                results[i] = slot.into_inner().unwrap_or_else(|p| p.into_inner());
             }
         }
-        line.push(b'\n');
-        out.write_all(&line)?;
+        let mut entries = Vec::with_capacity(paths.len());
+        let mut first = vec![0u64];
+        let mut all_cuts = vec![0u64];
+        let mut notices = Vec::new();
+        for (path, result) in paths.iter().zip(results) {
+            // A file not reached because an earlier one failed: report that earlier error.
+            let Some(result) = result else { continue };
+            let (file, cuts, mut file_notices) = result?;
+            notices.append(&mut file_notices);
+            let base = *first.last().unwrap_or(&0);
+            all_cuts.extend(cuts.iter().map(|c| base + c));
+            let lines = file.index.len();
+            all_cuts.push(base + lines);
+            first.push(base + lines);
+            let status = file.index_status.clone();
+            // Files indexed in memory only stay mapped: re-indexing them would cost a build.
+            let stays_open = keep_open || status.path().is_none();
+            entries.push(Entry {
+                path: path.clone(),
+                identity: *file.source.identity(),
+                physical_lines: file.index.physical_lines(),
+                status,
+                utf8: file.index.utf8(),
+                open: Mutex::new(stays_open.then(|| Arc::new(file))),
+                last_used: AtomicU64::new(0),
+            });
+        }
+        if entries.len() != paths.len() {
+            return Err(Error::NoInput { pattern: "(inputs)".into() });
+        }
+        let open_count = entries.iter().filter(|e| lock(&e.open).is_some()).count();
+        let n = *first.last().unwrap_or(&0);
+        let corpus = Corpus {
+            entries,
+            first,
+            rules: options.keep_rules(),
+            io,
+            max_open: options.max_open_files,
+            open_count: AtomicUsize::new(open_count),
+            clock: AtomicU64::new(0),
+            blocks: if block_bytes.is_some() { BlockLayout::from_starts(all_cuts) } else { BlockLayout::single(n) },
+            notices,
+        };
+        Ok(corpus)
     }
-    Ok(())
+
+    pub(crate) fn num_files(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn num_lines(&self) -> u64 {
+        *self.first.last().unwrap_or(&0)
+    }
+
+    pub(crate) fn physical_lines(&self) -> u64 {
+        self.entries.iter().map(|e| e.physical_lines).sum()
+    }
+
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.entries.iter().map(|e| e.path.as_path())
+    }
+
+    pub(crate) fn path(&self, f: usize) -> &Path {
+        &self.entries[f].path
+    }
+
+    pub(crate) fn identity(&self, f: usize) -> &Identity {
+        &self.entries[f].identity
+    }
+
+    pub(crate) fn index_status(&self, f: usize) -> &IndexStatus {
+        &self.entries[f].status
+    }
+
+    pub(crate) fn utf8(&self, f: usize) -> Utf8Verdict {
+        self.entries[f].utf8
+    }
+
+    pub(crate) fn io(&self) -> ResolvedIo {
+        self.io
+    }
+
+    pub(crate) fn blocks(&self) -> &BlockLayout {
+        &self.blocks
+    }
+
+    pub(crate) fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    /// The line-id range of file `f`.
+    pub(crate) fn file_lines(&self, f: usize) -> std::ops::Range<u64> {
+        self.first[f]..self.first[f + 1]
+    }
+
+    /// The file holding line `id`, and the line's id within it.
+    #[inline]
+    pub(crate) fn locate(&self, id: u64) -> (usize, u64) {
+        if self.entries.len() == 1 {
+            return (0, id);
+        }
+        let f = self.first.partition_point(|&s| s <= id) - 1;
+        (f, id - self.first[f])
+    }
+
+    /// File `f`, mapped (re-mapping it if it was unmapped, and checking it is the same
+    /// file the corpus indexed).
+    pub(crate) fn file(&self, f: usize) -> Result<Arc<OpenFile>> {
+        let entry = &self.entries[f];
+        entry.last_used.store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        {
+            let guard = lock(&entry.open);
+            if let Some(file) = guard.as_ref() {
+                return Ok(file.clone());
+            }
+        }
+        let mut notices = Vec::new();
+        let options = Options { index_cache: crate::options::IndexCache::Auto, ..Options::default() };
+        let options = Options { skip_blank_lines: self.rules.skip_blank_lines, comment_char: self.rules.comment_char, ..options };
+        let file = open_file(&entry.path, &options, self.io, MAX_LINE_LEN, &|_| {}, &crate::source::NeverCancel, &mut notices, entry.status.path())?;
+        if let Some(what) = entry.identity.difference(file.source.identity()) {
+            return Err(Error::FileChanged { path: entry.path.clone(), what });
+        }
+        let file = Arc::new(file);
+        let mut guard = lock(&entry.open);
+        if let Some(existing) = guard.as_ref() {
+            return Ok(existing.clone());
+        }
+        *guard = Some(file.clone());
+        drop(guard);
+        if self.open_count.fetch_add(1, Ordering::Relaxed) + 1 > self.max_open {
+            self.evict_one(f);
+        }
+        Ok(file)
+    }
+
+    /// Unmaps the least recently used open file other than `keep`.
+    fn evict_one(&self, keep: usize) {
+        let victim = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| *i != keep && e.status.path().is_some())
+            .filter(|(_, e)| lock(&e.open).is_some())
+            .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+            .map(|(i, _)| i);
+        if let Some(v) = victim {
+            if lock(&self.entries[v].open).take().is_some() {
+                self.open_count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind: keep using it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Opens, indexes and checks one file. `index_path`: the index file to use (a re-open).
+#[allow(clippy::too_many_arguments)] // one private call site pair; a struct would only rename them
+fn open_file(
+    path: &Path,
+    options: &Options,
+    io: ResolvedIo,
+    max_line_len: u64,
+    progress: &(dyn Fn(u64) + Sync),
+    cancel: &dyn Cancel,
+    notices: &mut Vec<String>,
+    index_path: Option<&Path>,
+) -> Result<OpenFile> {
+    let source = SourceFile::open(path, cancel)?;
+    source.advise(io);
+    let cache = match index_path {
+        Some(p) => crate::options::IndexCache::Path(p.to_path_buf()),
+        None => options.index_cache.clone(),
+    };
+    let req = IndexRequest {
+        rules: options.keep_rules(),
+        cache: &cache,
+        max_line_len,
+        progress,
+        cancel,
+        force_rebuild: false,
+    };
+    let (index, status) = open_index(&source, &req, notices)?;
+    // The file may have changed while it was read: then the index describes no version of it.
+    source.check_unchanged()?;
+    if io == ResolvedIo::Disk {
+        // Random reads of the records would each be a disk read: read them all now.
+        index.will_need();
+    }
+    let windows = Windows::new(&source, &index);
+    Ok(OpenFile { source, index, windows, index_status: status })
+}
+
+/// The block cut points of one file: the first line at or after every multiple of
+/// `block_bytes`, as local line ids (0 and the line count excluded).
+fn block_cuts(index: &LineIndex, file_len: u64, block_bytes: u64) -> Vec<u64> {
+    let mut cuts = Vec::new();
+    let mut offset = block_bytes;
+    while offset < file_len {
+        let k = index.first_at_or_after_offset(offset);
+        if k > 0 && k < index.len() && cuts.last() != Some(&k) {
+            cuts.push(k);
+        }
+        offset = offset.saturating_add(block_bytes);
+    }
+    cuts
 }

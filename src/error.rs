@@ -1,7 +1,7 @@
-//! The one error type of the crate. Every variant names the file it is about, so a
-//! message read in a log (or a Python traceback) says which input was bad and why.
+//! The one error type of the crate. Every variant about a file names it, so a message read
+//! in a log (or a Python traceback) says which input was bad and why.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -9,6 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong when opening, indexing or serving a file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+#[allow(missing_docs)] // the fields are named for what they hold; the messages say the rest
 pub enum Error {
     /// The path does not exist.
     #[error("{path}: no such file")]
@@ -22,6 +23,11 @@ pub enum Error {
     #[error("{path}: permission denied")]
     PermissionDenied { path: PathBuf },
 
+    /// A device, socket or other special file that cannot be served (pipes and FIFOs are
+    /// read to the end and served; see the README).
+    #[error("{path}: is a {kind}, not a regular file, pipe or FIFO")]
+    NotRegularFile { path: PathBuf, kind: &'static str },
+
     /// Any other I/O failure (mapping, stat, reading).
     #[error("{path}: {source}")]
     Io {
@@ -31,40 +37,56 @@ pub enum Error {
     },
 
     /// An option is out of range (for example `batch_size` 0).
-    #[error("{path}: invalid option: {message}")]
-    InvalidOption { path: PathBuf, message: String },
+    #[error("invalid option: {message}")]
+    InvalidOption { message: String },
+
+    /// A glob matched no file, or a list of inputs was empty.
+    #[error("{pattern}: no input file matches")]
+    NoInput { pattern: String },
+
+    /// The same file was given twice (a corpus serves each file once).
+    #[error("{path}: given twice (as {first} and {second})")]
+    DuplicateInput { path: PathBuf, first: PathBuf, second: PathBuf },
 
     /// One line is longer than an Arrow view can address in a single buffer.
     #[error(
         "{path}: line {line_number} is {length} bytes long (with its terminator); \
          the limit is {limit} bytes because an Arrow view buffer is addressed with 32-bit signed offsets"
     )]
-    LineTooLong {
-        path: PathBuf,
-        line_number: u64,
-        length: u64,
-        limit: u64,
-    },
+    LineTooLong { path: PathBuf, line_number: u64, length: u64, limit: u64 },
 
     /// A line that would be served as a string is not valid UTF-8.
     #[error(
         "{path}: line {line_number} is not valid UTF-8 (first bad byte at file offset {byte_offset}); \
          use the binary line type (BinaryView / raw bytes) to serve arbitrary bytes"
     )]
-    InvalidUtf8 {
-        path: PathBuf,
-        line_number: u64,
-        byte_offset: u64,
-    },
+    InvalidUtf8 { path: PathBuf, line_number: u64, byte_offset: u64 },
 
-    /// The file's size or modification time differs from when it was indexed.
+    /// The file differs from when it was indexed (size, modification or change time,
+    /// inode): checked before every batch.
     #[error("{path}: the file changed since it was indexed ({what}); reopen it to re-index")]
     FileChanged { path: PathBuf, what: String },
 
+    /// A persisted index disagrees with its file in a way its header could not show.
+    #[error("{path}: the line index is corrupt ({reason}); delete it or open with the index cache off")]
+    CorruptIndex { path: PathBuf, reason: String },
+
+    /// The operation was interrupted (Ctrl-C in Python, or a cancelled read of a pipe).
+    #[error("{path}: interrupted")]
+    Interrupted { path: PathBuf },
+
+    /// A resume state does not belong to this batcher (another file, other options).
+    #[error("resume state does not match this batcher: {what}")]
+    StateMismatch { what: String },
+
+    /// A resume state is malformed or cannot be combined.
+    #[error("invalid resume state: {message}")]
+    InvalidState { message: String },
+
     /// Arrow refused to build or write a batch.
-    #[error("{path}: arrow: {source}")]
+    #[error("{context}: arrow: {source}")]
     Arrow {
-        path: PathBuf,
+        context: String,
         #[source]
         source: arrow::error::ArrowError,
     },
@@ -72,28 +94,45 @@ pub enum Error {
 
 impl Error {
     /// Classifies an I/O error from opening or reading `path` into the matching variant.
-    pub(crate) fn from_io(path: &std::path::Path, source: std::io::Error) -> Self {
+    pub(crate) fn from_io(path: &Path, source: std::io::Error) -> Self {
         let path = path.to_path_buf();
         match source.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound { path },
             std::io::ErrorKind::PermissionDenied => Error::PermissionDenied { path },
             std::io::ErrorKind::IsADirectory => Error::IsADirectory { path },
+            std::io::ErrorKind::Interrupted => Error::Interrupted { path },
             _ => Error::Io { path, source },
         }
     }
 
-    /// The file this error is about.
-    pub fn path(&self) -> &std::path::Path {
+    /// The file this error is about, when it is about one.
+    pub fn path(&self) -> Option<&Path> {
         match self {
             Error::NotFound { path }
             | Error::IsADirectory { path }
             | Error::PermissionDenied { path }
+            | Error::NotRegularFile { path, .. }
             | Error::Io { path, .. }
-            | Error::InvalidOption { path, .. }
+            | Error::DuplicateInput { path, .. }
             | Error::LineTooLong { path, .. }
             | Error::InvalidUtf8 { path, .. }
             | Error::FileChanged { path, .. }
-            | Error::Arrow { path, .. } => path,
+            | Error::CorruptIndex { path, .. }
+            | Error::Interrupted { path } => Some(path),
+            Error::InvalidOption { .. }
+            | Error::NoInput { .. }
+            | Error::StateMismatch { .. }
+            | Error::InvalidState { .. }
+            | Error::Arrow { .. } => None,
+        }
+    }
+
+    /// The underlying I/O error kind, for callers that treat some kinds specially (a
+    /// closed pipe is `BrokenPipe`).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            _ => None,
         }
     }
 }

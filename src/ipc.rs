@@ -7,16 +7,14 @@
 //! Arrow versions) reads; `Utf8View` / `BinaryView` is the option for readers that want views.
 
 use std::io::Write;
-use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::StreamWriter;
 
-use crate::arrow_batch::{compact, schema, Column};
+use crate::arrow::{compact, large_schema, schema, to_large, Column};
 use crate::batcher::Batcher;
 use crate::error::{Error, Result};
-use crate::options::LineType;
+use crate::stream::BatchStream;
 
 /// How the `line` column is typed in an IPC stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,26 +29,19 @@ pub enum IpcLineType {
 /// What a stream held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IpcSummary {
+    /// Record batches written.
     pub batches: u64,
+    /// Rows written.
     pub rows: u64,
 }
 
 /// The schema of the stream: `columns`, with `line` typed as `ipc_type` says.
-pub fn ipc_schema(columns: &[Column], line_type: LineType, ipc_type: IpcLineType) -> SchemaRef {
-    let base = schema(columns, line_type);
-    if ipc_type == IpcLineType::View {
-        return base;
+pub fn ipc_schema(batcher: &Batcher, columns: &[Column], ipc_type: IpcLineType) -> SchemaRef {
+    let base = schema(columns, batcher.options().line_type);
+    match ipc_type {
+        IpcLineType::View => base,
+        IpcLineType::Large => large_schema(&base),
     }
-    let fields: Vec<Field> = base
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::LargeUtf8),
-            DataType::BinaryView => f.as_ref().clone().with_data_type(DataType::LargeBinary),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
 }
 
 /// Writes epochs `0..epochs` of `batcher` to `out` as one Arrow IPC stream.
@@ -59,8 +50,8 @@ pub fn ipc_schema(columns: &[Column], line_type: LineType, ipc_type: IpcLineType
 /// # use std::io::Write;
 /// # let mut f = tempfile::NamedTempFile::new().unwrap();
 /// # for i in 0..10 { writeln!(f, "row {i}").unwrap(); }
-/// use mmap_batcher::{write_ipc_stream, Batcher, Column, IpcLineType, Options};
-/// let b = Batcher::open(f.path(), Options { batch_size: 4, ..Default::default() })?;
+/// use mmap_batcher::{write_ipc_stream, Batcher, Column, IndexCache, IpcLineType, Options};
+/// let b = Batcher::open(f.path(), Options { batch_size: 4, index_cache: IndexCache::Off, ..Default::default() })?;
 /// let mut bytes = Vec::new();
 /// let summary = write_ipc_stream(&b, 2, &Column::ALL, IpcLineType::Large, &mut bytes)?;
 /// assert_eq!((summary.batches, summary.rows), (4, 16));
@@ -75,34 +66,23 @@ pub fn write_ipc_stream(
     ipc_type: IpcLineType,
     out: impl Write,
 ) -> Result<IpcSummary> {
-    let arrow_err = |source| Error::Arrow { path: batcher.path().to_path_buf(), source };
-    let schema = ipc_schema(columns, batcher.options().line_type, ipc_type);
+    let arrow_err = |source| Error::Arrow { context: batcher.path().display().to_string(), source };
+    let schema = ipc_schema(batcher, columns, ipc_type);
     let mut writer = StreamWriter::try_new(out, &schema).map_err(arrow_err)?;
     let mut summary = IpcSummary::default();
-    for epoch in batcher.epochs(epochs) {
-        for batch in epoch?.batches() {
-            let rb = batch.to_record_batch_with(columns)?;
-            let rb = match ipc_type {
-                IpcLineType::View => compact(&rb),
-                IpcLineType::Large => to_large(&rb, &schema).map_err(arrow_err)?,
-            };
-            writer.write(&rb).map_err(arrow_err)?;
-            summary.batches += 1;
-            summary.rows += rb.num_rows() as u64;
-        }
+    let per_epoch = batcher.num_batches();
+    let units = (0..epochs).flat_map(move |e| (0..per_epoch).map(move |b| (e, b)));
+    for ready in BatchStream::new(batcher, units) {
+        let ready = ready?;
+        let rb = ready.located.record_batch(batcher, ready.batch.epoch(), ready.batch.number(), columns)?;
+        let rb = match ipc_type {
+            IpcLineType::View => compact(&rb),
+            IpcLineType::Large => to_large(&rb).map_err(arrow_err)?,
+        };
+        writer.write(&rb).map_err(arrow_err)?;
+        summary.batches += 1;
+        summary.rows += rb.num_rows() as u64;
     }
     writer.finish().map_err(arrow_err)?;
     Ok(summary)
-}
-
-/// Casts the view columns of `rb` to the large types of `schema` (one copy of the line bytes).
-fn to_large(rb: &RecordBatch, schema: &SchemaRef) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-    let columns = rb
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { arrow::compute::cast(c, f.data_type()) })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rb.num_rows()));
-    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
 }

@@ -1,47 +1,79 @@
 //! # mmap-batcher
 //!
-//! Serve a huge line-oriented file (a text corpus, JSONL, CSV, logs) as shuffled batches
-//! of lines, epoch after epoch, without loading it into memory.
+//! Serve huge line-oriented files (text corpora, JSONL, CSV, logs) as seeded, shuffled
+//! batches of lines, epoch after epoch, without loading them into memory.
 //!
-//! The file is memory-mapped and indexed once (16 bytes per kept line). Each epoch's order
-//! is a pure function of `(seed, epoch, line count)` ([`EpochOrder`]), and each batch is an
-//! Arrow [`RecordBatch`](arrow::array::RecordBatch) whose `line` column is a
-//! `Utf8View`/`BinaryView` array pointing into the map: line bytes are never copied.
+//! Data flows one way: **file → index → order → plan → batch → adapter**.
+//! - [`source`](SourceFile): the files, mapped read-only and checked against the identity
+//!   they had when indexed; pipes and special files are spooled first.
+//! - [`index`](LineIndex): 8 bytes per kept line, built once per file in one pass (newlines
+//!   and UTF-8) and kept in an index file that later opens map in microseconds.
+//! - [`order`](EpochOrder): each epoch's order, a pure function of the seed and the epoch
+//!   with random access by position — file order, a global shuffle, or a block shuffle
+//!   that streams files larger than memory.
+//! - [`plan`](ShardPlan): which batches a worker, a rank, a resumed run or a query reads.
+//! - [`Batch`] → Arrow [`RecordBatch`](arrow::array::RecordBatch) whose `line` column is a
+//!   `Utf8View`/`BinaryView` array pointing into the map: line bytes are never copied.
+//! - Adapters: [`BatchStream`] (read-ahead), [`write_ipc_stream`], the DataFusion
+//!   [`LinesTable`], the CLI and the Python extension.
 //!
 //! ```
 //! # use std::io::Write;
 //! # let mut f = tempfile::NamedTempFile::new().unwrap();
 //! # for i in 0..10 { writeln!(f, "this is line number {i}").unwrap(); }
-//! use mmap_batcher::{Batcher, Options};
-//! let batcher = Batcher::open(f.path(), Options { batch_size: 4, seed: Some(7), ..Default::default() })?;
+//! use mmap_batcher::{Batcher, IndexCache, Options};
+//! let opts = Options { batch_size: 4, seed: Some(7), index_cache: IndexCache::Off, ..Default::default() };
+//! let batcher = Batcher::open(f.path(), opts)?;
 //! let epoch = batcher.epoch(0)?;
 //! let batch = epoch.batch(0).unwrap().to_record_batch()?;
 //! assert_eq!(batch.num_rows(), 4);
 //! assert_eq!(batch.schema().field(0).name(), "line");
 //! # Ok::<(), mmap_batcher::Error>(())
 //! ```
+//!
+//! # Where `unsafe` lives
+//! The crate denies `unsafe_code` everywhere but in these four modules, each with its
+//! safety argument in its docs; every `unsafe` block carries a `SAFETY:` comment
+//! (`clippy::undocumented_unsafe_blocks` is denied):
+//!
+//! | module | what is unsafe |
+//! | --- | --- |
+//! | `source::map` | mapping files read-only; lending windows of a map to Arrow; `MADV_DONTNEED` on a read-only file map |
+//! | `arrow::views` | building `Utf8View`/`BinaryView` arrays without Arrow's validation (the UTF-8 proof token) |
+//! | `index::scan` | calling the AVX2 newline scan, once the CPU check is made |
+//! | `order::feistel` | calling the AVX-512 Feistel rounds, once the CPU check is made |
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 
-mod arrow_batch;
+mod arrow;
 mod batcher;
+mod corpus;
 #[cfg(feature = "datafusion")]
-mod datafusion_table;
-pub mod corpus;
-mod epoch_order;
+mod datafusion;
 mod error;
+mod index;
 mod ipc;
-mod line_index;
-mod mapped_file;
-mod newline_scan;
 mod options;
-mod record_store;
-mod utf8_check;
+mod order;
+mod plan;
+mod source;
+pub mod state;
+mod stream;
+pub mod synthetic;
 
-pub use arrow_batch::{compact, schema, Column, BATCH, BYTE_OFFSET, EPOCH, LINE, LINE_NUMBER};
-pub use batcher::{Batch, Batcher, Epoch, LocatedLines};
+pub use crate::arrow::{compact, large_schema, schema, to_large, Column};
+pub use batcher::{Batch, Batcher, Epoch, Located};
 #[cfg(feature = "datafusion")]
-pub use datafusion_table::{LineBuffers, LinesExec, LinesTable};
-pub use epoch_order::EpochOrder;
+pub use crate::datafusion::{LineBuffers, LinesExec, LinesTable};
 pub use error::{Error, Result};
+pub use index::persist::cache_dir as index_cache_dir;
+pub use index::{IndexStatus, LineIndex, LineSpan, Utf8Verdict, MAX_LINE_LEN};
 pub use ipc::{ipc_schema, write_ipc_stream, IpcLineType, IpcSummary};
-pub use line_index::{LineIndex, LineRecord, MAX_LINE_LEN};
-pub use options::{LineType, Options};
+pub use options::{IndexCache, IoPolicy, KeepRules, LineType, Options, Shuffle};
+pub use order::{BlockLayout, BlockOrder, EpochOrder, Permutation};
+pub use plan::{Served, Shard, ShardPlan, Units};
+pub use source::paths::expand_inputs;
+pub use source::{memory_budget, Cancel, Identity, NeverCancel, SourceFile};
+pub use stream::{BatchStream, Ready, Wait};

@@ -1,31 +1,115 @@
-//! What a batcher serves and how: the knobs of the original `MmapBatcher` plus a seed.
+//! What a batcher serves and how: the knobs of the original `MmapBatcher`, a seed, the
+//! shuffle mode, and where the line index is kept. [`Options::validate`] is the one place
+//! options are checked; the CLI and the Python extension both call it.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
 
 /// How the `line` column of an Arrow batch is typed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LineType {
-    /// `Utf8View`. The served lines are checked to be UTF-8 once per file, the first
-    /// time strings are asked for; an invalid line is an [`Error::InvalidUtf8`](crate::Error::InvalidUtf8).
+    /// `Utf8View`. The served lines are checked to be UTF-8 once per file, while it is
+    /// indexed; an invalid line is an [`Error::InvalidUtf8`](crate::Error::InvalidUtf8).
     #[default]
     Utf8,
     /// `BinaryView`: any bytes, never validated.
     Binary,
 }
 
+/// The order an epoch serves its lines in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+pub enum Shuffle {
+    /// File order.
+    None,
+    /// A uniform permutation of all lines: the best mixing, and random reads over the
+    /// whole file (fast in the page cache, disk-bound beyond it).
+    Global,
+    /// Blocks of about `block_bytes` (cut at line starts) in a random order; lines fully
+    /// shuffled within each window of `window_blocks` consecutive blocks of that order.
+    /// Streams a file larger than memory at disk speed: a window is read ahead while the
+    /// previous one is served.
+    Block {
+        /// Target bytes per block.
+        block_bytes: u64,
+        /// Blocks per window.
+        window_blocks: u64,
+    },
+}
+
+impl Shuffle {
+    /// Default bytes per block of [`Shuffle::Block`] (see the README's shuffle-quality table).
+    pub const DEFAULT_BLOCK_BYTES: u64 = 4 << 20;
+    /// Default blocks per window of [`Shuffle::Block`].
+    pub const DEFAULT_WINDOW_BLOCKS: u64 = 64;
+
+    /// Block mode with the default block and window sizes.
+    pub const fn block() -> Self {
+        Shuffle::Block { block_bytes: Self::DEFAULT_BLOCK_BYTES, window_blocks: Self::DEFAULT_WINDOW_BLOCKS }
+    }
+
+    /// False for file order.
+    pub fn is_shuffled(&self) -> bool {
+        !matches!(self, Shuffle::None)
+    }
+}
+
+/// Where the line index of each file is kept between runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexCache {
+    /// Use a valid persisted index if one exists (beside the file, else in the per-user
+    /// cache directory), and write one after building it (see the README).
+    #[default]
+    Auto,
+    /// Build the index in memory at every open; never read or write an index file.
+    Off,
+    /// Read and write the index at this path only (one input file).
+    Path(PathBuf),
+}
+
+/// How reads of the file are planned. The file is always memory-mapped; this decides
+/// what the kernel is told about the coming reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoPolicy {
+    /// `Cached` when every file fits in half the memory this process may use (the
+    /// smaller of RAM and its cgroup limit), `Disk` otherwise.
+    #[default]
+    Auto,
+    /// Expect the file in the page cache: map it with 2 MiB pages, no read-ahead calls.
+    Cached,
+    /// Expect page-cache misses: no read-around on faults, and the lines (global shuffle)
+    /// or windows (block shuffle) an epoch is about to serve are requested ahead, so the
+    /// disk sees many reads in flight instead of one fault at a time.
+    Disk,
+}
+
 /// Options of a [`Batcher`](crate::Batcher). `Options::default()` matches the original
 /// Python class: batches of 100, shuffled, last partial batch dropped, blank and `#` lines skipped.
 ///
 /// ```
-/// let opts = mmap_batcher::Options { batch_size: 3, seed: Some(7), ..Default::default() };
-/// assert!(opts.shuffle && opts.ignore_leftovers);
+/// use mmap_batcher::{Options, Shuffle};
+/// let opts = Options { batch_size: 3, seed: Some(7), ..Default::default() };
+/// assert!(opts.shuffle == Shuffle::Global && opts.ignore_leftovers);
+/// opts.validate()?;
+/// assert!(Options { batch_size: 0, ..Default::default() }.validate().is_err());
+/// # Ok::<(), mmap_batcher::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Options {
     /// Lines per batch; must be at least 1.
     pub batch_size: usize,
-    /// Serve each epoch in a seeded random order (`false`: file order).
-    pub shuffle: bool,
+    /// The order each epoch serves (`Shuffle::None`: file order).
+    pub shuffle: Shuffle,
     /// Drop the last partial batch of each epoch's order (a different tail each epoch when shuffled).
     pub ignore_leftovers: bool,
+    /// Give every shard the same number of batches in every epoch (the `DistributedSampler`
+    /// `drop_last` convention): the last `num_batches % shards` batches of each epoch's
+    /// order are not served. Ranks that all-reduce after each batch need this.
+    pub even_shards: bool,
     /// Skip lines made only of ASCII whitespace (space, `\t`, `\r`, `\n`, `\v`, `\f`).
     pub skip_blank_lines: bool,
     /// Skip lines whose first byte is this byte (no whitespace is stripped first). `None`: no comments.
@@ -37,35 +121,88 @@ pub struct Options {
     pub keep_terminator: bool,
     /// Type of the Arrow `line` column.
     pub line_type: LineType,
+    /// Where line indexes are persisted.
+    pub index_cache: IndexCache,
+    /// How reads are planned.
+    pub io: IoPolicy,
+    /// At most this many files of a many-file corpus are mapped at once (least recently
+    /// used ones are unmapped; batches keep the maps they point into alive).
+    pub max_open_files: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             batch_size: 100,
-            shuffle: true,
+            shuffle: Shuffle::Global,
             ignore_leftovers: true,
+            even_shards: false,
             skip_blank_lines: true,
             comment_char: Some(b'#'),
             seed: None,
             keep_terminator: false,
             line_type: LineType::Utf8,
+            index_cache: IndexCache::Auto,
+            io: IoPolicy::Auto,
+            max_open_files: 128,
         }
     }
 }
 
 /// The part of [`Options`] that decides which lines are kept; it is all the index depends on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct KeepRules {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeepRules {
+    /// See [`Options::skip_blank_lines`].
     pub skip_blank_lines: bool,
+    /// See [`Options::comment_char`].
     pub comment_char: Option<u8>,
 }
 
+impl KeepRules {
+    /// A short tag naming these rules in index file names, so that indexes built under
+    /// different rules live side by side: `b1-c23` (skip blanks, comment byte 0x23).
+    pub fn tag(&self) -> String {
+        let comment = self.comment_char.map_or_else(|| "none".to_string(), |c| format!("{c:02x}"));
+        format!("b{}-c{comment}", u8::from(self.skip_blank_lines))
+    }
+}
+
 impl Options {
-    pub(crate) fn keep_rules(&self) -> KeepRules {
-        KeepRules {
-            skip_blank_lines: self.skip_blank_lines,
-            comment_char: self.comment_char,
+    /// Checks every option; the error says which and why.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |message: String| Err(Error::InvalidOption { message });
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1".into());
+        }
+        if u64::try_from(self.batch_size).is_err() || self.batch_size > u32::MAX as usize {
+            return bad(format!("batch_size must be at most {}, got {}", u32::MAX, self.batch_size));
+        }
+        if let Shuffle::Block { block_bytes, window_blocks } = self.shuffle {
+            if block_bytes == 0 {
+                return bad("shuffle_block (bytes per block) must be at least 1".into());
+            }
+            if window_blocks == 0 {
+                return bad("shuffle_window (blocks per window) must be at least 1".into());
+            }
+        }
+        if self.max_open_files == 0 {
+            return bad("max_open_files must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The rules that decide which lines are kept.
+    pub fn keep_rules(&self) -> KeepRules {
+        KeepRules { skip_blank_lines: self.skip_blank_lines, comment_char: self.comment_char }
+    }
+
+    /// The comment byte for a comment character typed by a user (CLI, Python `str`): it
+    /// must be one ASCII character, so that it is one byte.
+    pub fn comment_byte(c: char) -> Result<u8> {
+        if c.is_ascii() {
+            Ok(c as u8)
+        } else {
+            Err(Error::InvalidOption { message: format!("comment_char must be one ASCII character, got {c:?}") })
         }
     }
 }

@@ -3,10 +3,14 @@
 mod common;
 
 use common::file_with;
-use mmap_batcher::{Batcher, Error, LineType, Options};
+use mmap_batcher::{Batcher, Error, IndexCache, LineType, Options};
+
+fn opts() -> Options {
+    Options { index_cache: IndexCache::Off, ..Default::default() }
+}
 
 fn open(path: &std::path::Path) -> Result<Batcher, Error> {
-    Batcher::open(path, Options::default())
+    Batcher::open(path, opts())
 }
 
 #[test]
@@ -23,7 +27,7 @@ fn directory() {
     let dir = tempfile::tempdir().unwrap();
     let err = open(dir.path()).unwrap_err();
     assert!(matches!(err, Error::IsADirectory { .. }), "{err:?}");
-    assert_eq!(err.path(), dir.path());
+    assert_eq!(err.path(), Some(dir.path()));
 }
 
 #[test]
@@ -42,20 +46,20 @@ fn unreadable_file() {
 fn empty_file_has_no_batches() {
     let f = file_with(b"");
     for ignore_leftovers in [true, false] {
-        let b = Batcher::open(f.path(), Options { ignore_leftovers, ..Default::default() }).unwrap();
+        let b = Batcher::open(f.path(), Options { ignore_leftovers, ..opts() }).unwrap();
         assert_eq!(b.num_lines(), 0);
         let e = b.epoch(0).unwrap();
         assert_eq!(e.batches().count(), 0);
     }
     let only_blanks = file_with(b"\n \n# x\n");
-    let b = Batcher::open(only_blanks.path(), Options { ignore_leftovers: false, ..Default::default() }).unwrap();
+    let b = Batcher::open(only_blanks.path(), Options { ignore_leftovers: false, ..opts() }).unwrap();
     assert_eq!(b.epoch(0).unwrap().batches().count(), 0);
 }
 
 #[test]
 fn batch_size_zero() {
     let f = file_with(b"a\n");
-    let err = Batcher::open(f.path(), Options { batch_size: 0, ..Default::default() }).unwrap_err();
+    let err = Batcher::open(f.path(), Options { batch_size: 0, ..opts() }).unwrap_err();
     assert!(matches!(err, Error::InvalidOption { .. }), "{err:?}");
     assert!(err.to_string().contains("batch_size"));
 }
@@ -63,7 +67,7 @@ fn batch_size_zero() {
 #[test]
 fn file_changed_since_indexing() {
     let f = file_with(b"a\nb\n");
-    let b = Batcher::open(f.path(), Options::default()).unwrap();
+    let b = Batcher::open(f.path(), opts()).unwrap();
     assert!(b.epoch(0).is_ok());
     std::fs::OpenOptions::new().append(true).open(f.path()).unwrap().write_all_at_end(b"c\n");
     let err = b.epoch(1).unwrap_err();
@@ -88,7 +92,7 @@ fn line_over_the_view_limit() {
     f.as_file().write_at(b"short\n", 0).unwrap();
     let long_end = 6 + mmap_batcher::MAX_LINE_LEN + 1; // line 2 is MAX_LINE_LEN + 1 bytes
     f.as_file().write_at(b"\n", long_end - 1).unwrap();
-    let err = Batcher::open(f.path(), Options { line_type: LineType::Binary, ..Default::default() }).unwrap_err();
+    let err = Batcher::open(f.path(), Options { line_type: LineType::Binary, ..opts() }).unwrap_err();
     match err {
         Error::LineTooLong { line_number, length, .. } => {
             assert_eq!((line_number, length), (2, mmap_batcher::MAX_LINE_LEN + 1));

@@ -5,17 +5,17 @@ mod common;
 use std::collections::HashSet;
 
 use common::{file_with, reference_lines, strip_terminator};
-use mmap_batcher::{Batcher, Options};
+use mmap_batcher::{Batcher, IndexCache, Options, Shuffle};
 use proptest::prelude::*;
 
 fn opts(batch_size: usize) -> Options {
-    Options { batch_size, seed: Some(11), ..Default::default() }
+    Options { batch_size, seed: Some(11), index_cache: IndexCache::Off, ..Default::default() }
 }
 
 /// Every served line of every batch of `epoch`, raw.
 fn epoch_lines(b: &Batcher, epoch: u64) -> Vec<Vec<Vec<u8>>> {
     let e = b.epoch(epoch).unwrap();
-    e.batches().map(|batch| batch.raw_lines().map(<[u8]>::to_vec).collect()).collect()
+    e.batches().map(|batch| batch.locate().unwrap().raw_lines().map(<[u8]>::to_vec).collect()).collect()
 }
 
 proptest! {
@@ -35,21 +35,20 @@ proptest! {
     ) {
         let f = file_with(&bytes);
         let options = Options {
-            batch_size, shuffle: false, ignore_leftovers: !keep_leftovers,
-            skip_blank_lines: skip_blank, comment_char: comment, ..Default::default()
+            batch_size, shuffle: Shuffle::None, ignore_leftovers: !keep_leftovers,
+            skip_blank_lines: skip_blank, comment_char: comment, index_cache: IndexCache::Off, ..Default::default()
         };
         let b = Batcher::open(f.path(), options).unwrap();
         let expected = reference_lines(&bytes, skip_blank, comment);
         prop_assert_eq!(b.num_lines(), expected.len() as u64);
         for (k, r) in expected.iter().enumerate() {
-            prop_assert_eq!(b.index().line_number(k as u64), r.number);
-            prop_assert_eq!(b.index().record(k as u64).start, r.start);
-            prop_assert_eq!(b.raw_line(k as u64), r.bytes);
+            prop_assert_eq!(b.line_position(k as u64).unwrap(), (0, r.number, r.start));
+            prop_assert_eq!(b.line_bytes(k as u64).unwrap(), r.bytes);
         }
         let e = b.epoch(0).unwrap();
         let served: Vec<Vec<u8>> = e.batches().flat_map(|batch| {
             assert!(!batch.is_empty() && batch.len() <= batch_size);
-            batch.lines().map(<[u8]>::to_vec).collect::<Vec<_>>()
+            batch.locate().unwrap().lines(false).map(<[u8]>::to_vec).collect::<Vec<_>>()
         }).collect();
         let full = expected.len() / batch_size * batch_size;
         let want: Vec<Vec<u8>> = expected.iter()
@@ -65,7 +64,7 @@ proptest! {
     ) {
         let text: String = (0..n).map(|i| format!("line {i}\n")).collect();
         let f = file_with(text.as_bytes());
-        let b = Batcher::open(f.path(), Options { batch_size, seed: Some(seed), ignore_leftovers: false, ..Default::default() }).unwrap();
+        let b = Batcher::open(f.path(), Options { batch_size, seed: Some(seed), ignore_leftovers: false, index_cache: IndexCache::Off, ..Default::default() }).unwrap();
         let mut ids: Vec<u64> = b.epoch(epoch).unwrap().batches().flat_map(|x| x.line_ids().to_vec()).collect();
         ids.sort_unstable();
         prop_assert_eq!(ids, (0..n as u64).collect::<Vec<_>>());
@@ -75,7 +74,7 @@ proptest! {
 #[test]
 fn last_line_without_newline_is_served() {
     let f = file_with(b"a\nb\nlast");
-    let b = Batcher::open(f.path(), Options { batch_size: 1, shuffle: false, ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 1, shuffle: Shuffle::None, ..opts(1) }).unwrap();
     let lines: Vec<Vec<u8>> = epoch_lines(&b, 0).concat();
     assert_eq!(lines, vec![b"a\n".to_vec(), b"b\n".to_vec(), b"last".to_vec()]);
 }
@@ -116,24 +115,24 @@ fn leftovers_differ_between_epochs_and_runs_reproduce() {
 #[test]
 fn unseeded_batchers_pick_and_report_their_seed() {
     let f = file_with(b"a\nb\nc\n");
-    let one = Batcher::open(f.path(), Options::default()).unwrap();
-    let two = Batcher::open(f.path(), Options::default()).unwrap();
+    let unseeded = Options { seed: None, ..opts(100) };
+    let one = Batcher::open(f.path(), unseeded.clone()).unwrap();
+    let two = Batcher::open(f.path(), unseeded).unwrap();
     assert_ne!(one.seed(), two.seed());
-    let replay = Batcher::open(f.path(), Options { seed: Some(one.seed()), ..Default::default() }).unwrap();
+    let replay = Batcher::open(f.path(), Options { seed: Some(one.seed()), ..opts(100) }).unwrap();
     assert_eq!(replay.seed(), one.seed());
-    let small = |seed| Batcher::open(f.path(), Options { seed: Some(seed), batch_size: 1, ..Default::default() }).unwrap();
+    let small = |seed| Batcher::open(f.path(), Options { seed: Some(seed), ..opts(1) }).unwrap();
     assert_eq!(epoch_lines(&small(one.seed()), 0), epoch_lines(&small(one.seed()), 0));
 }
 
 #[test]
 fn crlf_terminators_are_stripped_or_kept() {
     let f = file_with(b"one\r\ntwo\n\r\nthree\r");
-    let plain = Batcher::open(f.path(), Options { shuffle: false, ignore_leftovers: false, ..opts(10) }).unwrap();
-    let got: Vec<Vec<u8>> = plain.epoch(0).unwrap().batch(0).unwrap().lines().map(<[u8]>::to_vec).collect();
+    let plain = Batcher::open(f.path(), Options { shuffle: Shuffle::None, ignore_leftovers: false, ..opts(10) }).unwrap();
+    let got: Vec<Vec<u8>> = plain.epoch(0).unwrap().batch(0).unwrap().locate().unwrap().lines(false).map(<[u8]>::to_vec).collect();
     // A lone `\r` at the very end is content, not a terminator.
     assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec(), b"three\r".to_vec()]);
-    let kept = Batcher::open(f.path(), Options { keep_terminator: true, ..plain.options().clone() }).unwrap();
-    let got: Vec<Vec<u8>> = kept.epoch(0).unwrap().batch(0).unwrap().lines().map(<[u8]>::to_vec).collect();
+    let got: Vec<Vec<u8>> = plain.epoch(0).unwrap().batch(0).unwrap().locate().unwrap().lines(true).map(<[u8]>::to_vec).collect();
     assert_eq!(got, vec![b"one\r\n".to_vec(), b"two\n".to_vec(), b"three\r".to_vec()]);
 }
 

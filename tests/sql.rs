@@ -11,17 +11,17 @@ use common::{file_with, reference_lines, strip_terminator};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use mmap_batcher::{Batcher, LineBuffers, LinesTable, Options};
+use mmap_batcher::{Batcher, IndexCache, LineBuffers, LinesTable, Options, Shuffle};
 
 fn corpus_text(lines: u64) -> Vec<u8> {
     let mut text = Vec::new();
-    mmap_batcher::corpus::write_corpus(&mut text, lines, 7).unwrap();
+    mmap_batcher::synthetic::write_corpus(&mut text, lines, 7).unwrap();
     text
 }
 
 fn session(batcher: &Batcher, epochs: u64, partitions: usize) -> SessionContext {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(partitions));
-    ctx.register_table("lines", Arc::new(LinesTable::new(batcher.clone(), epochs))).unwrap();
+    ctx.register_table("lines", Arc::new(LinesTable::new(batcher.clone(), epochs).unwrap())).unwrap();
     ctx
 }
 
@@ -52,7 +52,7 @@ fn single_i64(batches: &[RecordBatch]) -> i64 {
 async fn counts_filters_and_string_functions_match_an_independent_computation() {
     let text = corpus_text(20_000);
     let f = file_with(&text);
-    let b = Batcher::open(f.path(), Options { batch_size: 64, ignore_leftovers: false, seed: Some(2), ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 64, ignore_leftovers: false, seed: Some(2), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let ctx = session(&b, 3, 2);
     let reference = reference_lines(&text, true, Some(b'#'));
     let lines: Vec<&str> = reference.iter().map(|r| std::str::from_utf8(strip_terminator(r.bytes)).unwrap()).collect();
@@ -93,7 +93,7 @@ async fn counts_filters_and_string_functions_match_an_independent_computation() 
 async fn pushdown_skips_columns_batches_and_lines() {
     let text = corpus_text(5_000);
     let f = file_with(&text);
-    let b = Batcher::open(f.path(), Options { batch_size: 100, seed: Some(9), ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 100, seed: Some(9), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let per_epoch = b.num_batches() as usize;
     let ctx = session(&b, 4, 2);
 
@@ -119,7 +119,7 @@ async fn pushdown_skips_columns_batches_and_lines() {
         .epoch(1)
         .unwrap()
         .batches()
-        .map(|x| x.line_numbers().filter(|n| (1000..2000).contains(n)).count())
+        .map(|x| x.locate().unwrap().line_numbers().filter(|n| (1000..2000).contains(n)).count())
         .sum();
     let (out, plan) = run(&ctx, "SELECT count(line) FROM lines WHERE line_number >= 1000 AND line_number < 2000 AND epoch = 1").await;
     assert_eq!(single_i64(&out) as usize, expected);
@@ -135,7 +135,7 @@ async fn pushdown_skips_columns_batches_and_lines() {
 async fn unshuffled_line_number_ranges_skip_whole_batches() {
     let text = corpus_text(5_000);
     let f = file_with(&text);
-    let b = Batcher::open(f.path(), Options { batch_size: 100, shuffle: false, ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 100, shuffle: Shuffle::None, index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let ctx = session(&b, 1, 2);
     let (_, plan) = run(&ctx, "SELECT line FROM lines WHERE line_number BETWEEN 2000 AND 2100").await;
     assert!(scan_metric(&plan, "batches_read").unwrap() <= 3);
@@ -146,12 +146,12 @@ async fn unshuffled_line_number_ranges_skip_whole_batches() {
 async fn ordering_contract_restores_serial_order() {
     let text = corpus_text(3_000);
     let f = file_with(&text);
-    let b = Batcher::open(f.path(), Options { batch_size: 50, seed: Some(4), ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 50, seed: Some(4), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let ctx = session(&b, 2, 2);
     let (out, _) = run(&ctx, "SELECT line_number, epoch, batch FROM lines ORDER BY epoch, batch").await;
     let got: Vec<u64> = out.iter().flat_map(|rb| rb.column(0).as_primitive::<UInt64Type>().values().to_vec()).collect();
     let serial: Vec<u64> =
-        b.epochs(2).flat_map(|e| e.unwrap().batches().flat_map(|x| x.line_numbers().collect::<Vec<_>>()).collect::<Vec<_>>()).collect();
+        b.epochs(2).flat_map(|e| e.unwrap().batches().flat_map(|x| x.locate().unwrap().line_numbers().collect::<Vec<_>>()).collect::<Vec<_>>()).collect();
     assert_eq!(got, serial);
 }
 
@@ -162,11 +162,11 @@ async fn ordering_contract_restores_serial_order() {
 async fn bounded_memory_pool_runs_sorts_joins_and_aggregates() {
     let text = corpus_text(400_000); // ~40 MB: the map window alone exceeds the 32 MiB pool
     let f = file_with(&text);
-    let b = Batcher::open(f.path(), Options { batch_size: 1024, seed: Some(5), ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 1024, seed: Some(5), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let bounded = |buffers: LineBuffers| {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(32 << 20, 1.0).build_arc().unwrap();
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(2), runtime);
-        ctx.register_table("lines", Arc::new(LinesTable::new(b.clone(), 1).with_line_buffers(buffers))).unwrap();
+        ctx.register_table("lines", Arc::new(LinesTable::new(b.clone(), 1).unwrap().with_line_buffers(buffers))).unwrap();
         ctx
     };
     let queries = [
@@ -195,7 +195,7 @@ async fn bounded_memory_pool_runs_sorts_joins_and_aggregates() {
 #[tokio::test]
 async fn invalid_utf8_is_a_planning_error_naming_the_file_and_binary_mode_serves_it() {
     let f = file_with(b"fine\nbro\xffken\n");
-    let b = Batcher::open(f.path(), Options { batch_size: 1, shuffle: false, ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 1, shuffle: Shuffle::None, index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let ctx = session(&b, 1, 1);
     let err = ctx.sql("SELECT line FROM lines").await.unwrap().collect().await.unwrap_err().to_string();
     assert!(err.contains("line 2") && err.contains(&f.path().display().to_string()), "{err}");
@@ -212,8 +212,8 @@ fn ipc_stream_round_trips_compactly() {
     use mmap_batcher::{write_ipc_stream, Column, IpcLineType};
     let text = corpus_text(20_000);
     let f = file_with(&text);
-    let b = Batcher::open(f.path(), Options { batch_size: 1024, seed: Some(3), ..Default::default() }).unwrap();
-    let line_bytes: usize = b.epoch(0).unwrap().batches().flat_map(|x| x.lines().map(<[u8]>::len).collect::<Vec<_>>()).sum();
+    let b = Batcher::open(f.path(), Options { batch_size: 1024, seed: Some(3), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
+    let line_bytes: usize = b.epoch(0).unwrap().batches().flat_map(|x| x.locate().unwrap().lines(false).map(<[u8]>::len).collect::<Vec<_>>()).sum();
     for ipc_type in [IpcLineType::Large, IpcLineType::View] {
         let mut bytes = Vec::new();
         let summary = write_ipc_stream(&b, 1, &Column::ALL, ipc_type, &mut bytes).unwrap();
@@ -229,10 +229,11 @@ fn ipc_stream_round_trips_compactly() {
                 IpcLineType::Large => col.as_string::<i64>().iter().map(Option::unwrap).collect(),
                 IpcLineType::View => col.as_string_view().iter().map(Option::unwrap).collect(),
             };
-            let want: Vec<&str> = batch.lines().map(|l| std::str::from_utf8(l).unwrap()).collect();
+            let located = batch.locate().unwrap();
+            let want: Vec<&str> = located.lines(false).map(|l| std::str::from_utf8(l).unwrap()).collect();
             assert_eq!(got, want);
             assert_eq!(rb.column(3).as_primitive::<UInt64Type>().value(0), 0);
-            assert_eq!(rb.column(4).as_primitive::<UInt64Type>().value(0), batch.index());
+            assert_eq!(rb.column(4).as_primitive::<UInt64Type>().value(0), batch.number());
         }
     }
 }

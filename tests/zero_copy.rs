@@ -5,7 +5,7 @@ mod common;
 use arrow::array::{Array, AsArray, BinaryViewArray, StringViewArray, UInt64Array};
 use arrow::datatypes::DataType;
 use common::{file_with, reference_lines, strip_terminator};
-use mmap_batcher::{compact, Batcher, Column, LineType, Options};
+use mmap_batcher::{compact, Batcher, Column, IndexCache, LineType, Options, Shuffle};
 
 /// Every view longer than the 12-byte inline limit must point inside `map`.
 fn assert_views_in_map<T: arrow::datatypes::ByteViewType + ?Sized>(
@@ -41,9 +41,9 @@ fn corpus() -> Vec<u8> {
 fn views_point_into_the_map_and_values_are_right() {
     let text = corpus();
     let f = file_with(&text);
-    let b = Batcher::open(f.path(), Options { batch_size: 1024, seed: Some(3), ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 1024, seed: Some(3), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let reference = reference_lines(&text, true, Some(b'#'));
-    let map = b.map_address_range();
+    let map = b.map_address_ranges()[0].clone();
     let mut long_views = 0;
     for batch in b.epoch(0).unwrap().batches() {
         let rb = batch.to_record_batch().unwrap();
@@ -67,7 +67,7 @@ fn batches_keep_the_map_alive_after_the_batcher_is_dropped() {
     let text = corpus();
     let f = file_with(&text);
     let rb = {
-        let b = Batcher::open(f.path(), Options { batch_size: 100, shuffle: false, ..Default::default() }).unwrap();
+        let b = Batcher::open(f.path(), Options { batch_size: 100, shuffle: Shuffle::None, index_cache: IndexCache::Off, ..Default::default() }).unwrap();
         let batch = b.epoch(0).unwrap().batch(1).unwrap().to_record_batch().unwrap();
         drop(b);
         batch
@@ -82,7 +82,7 @@ fn batches_keep_the_map_alive_after_the_batcher_is_dropped() {
 fn projection_without_line_and_compaction() {
     let text = corpus();
     let f = file_with(&text);
-    let b = Batcher::open(f.path(), Options { batch_size: 256, seed: Some(1), ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 256, seed: Some(1), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let batch = b.epoch(0).unwrap().batch(0).unwrap();
     let numbers = batch.to_record_batch_with(&[Column::LineNumber]).unwrap();
     assert_eq!(numbers.num_columns(), 1);
@@ -93,19 +93,19 @@ fn projection_without_line_and_compaction() {
     assert_eq!(small.column(0).as_ref(), full.column(0).as_ref());
     // The zero-copy batch reports the whole file window; the compact one only its bytes.
     assert!(full.get_array_memory_size() >= text.len());
-    let line_bytes: usize = batch.lines().map(<[u8]>::len).sum();
+    let line_bytes: usize = batch.locate().unwrap().lines(false).map(<[u8]>::len).sum();
     // gc rounds its buffer up, so allow twice the line bytes; still far below the file.
     let size = small.get_array_memory_size();
     assert!(size < 2 * line_bytes + 256 * 32 && size < text.len() / 4, "{size} for {line_bytes} line bytes");
     let small_lines = small.column(0).as_string_view();
-    let map = b.map_address_range();
+    let map = b.map_address_ranges()[0].clone();
     assert!(small_lines.data_buffers().iter().all(|buf| !map.contains(&(buf.as_ptr() as usize))));
 }
 
 #[test]
 fn invalid_utf8_fails_the_string_path_only_for_served_lines() {
     let f = file_with(b"ok line\n# caf\xe9 in a comment is fine\nbad \xff byte here\nlast\n");
-    let b = Batcher::open(f.path(), Options { batch_size: 3, shuffle: false, ..Default::default() }).unwrap();
+    let b = Batcher::open(f.path(), Options { batch_size: 3, shuffle: Shuffle::None, index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let err = b.epoch(0).unwrap().batch(0).unwrap().to_record_batch().unwrap_err();
     match &err {
         mmap_batcher::Error::InvalidUtf8 { line_number, byte_offset, .. } => {
@@ -122,7 +122,7 @@ fn invalid_utf8_fails_the_string_path_only_for_served_lines() {
     assert_eq!(lines.value(1), b"bad \xff byte here");
     // Without the bad line, the comment's Latin-1 byte does not matter.
     let g = file_with(b"ok line\n# caf\xe9 in a comment is fine\nlast\n");
-    let good = Batcher::open(g.path(), Options { batch_size: 2, ..Default::default() }).unwrap();
+    let good = Batcher::open(g.path(), Options { batch_size: 2, index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     assert!(good.epoch(0).unwrap().batch(0).unwrap().to_record_batch().is_ok());
 }
 
@@ -143,7 +143,7 @@ fn files_over_4_gib_are_served_through_windows() {
     file.write_at(tail, ends[2]).unwrap();
     let b = Batcher::open(
         f.path(),
-        Options { batch_size: 5, shuffle: false, line_type: LineType::Binary, ..Default::default() },
+        Options { batch_size: 5, shuffle: Shuffle::None, line_type: LineType::Binary, index_cache: IndexCache::Off, ..Default::default() },
     )
     .unwrap();
     assert_eq!(b.num_lines(), 5);
@@ -152,7 +152,7 @@ fn files_over_4_gib_are_served_through_windows() {
     let lines: &BinaryViewArray = rb.column(0).as_binary_view();
     assert!(lines.data_buffers().len() >= 3, "expected several windows");
     assert!(lines.data_buffers().iter().all(|w| w.len() <= i32::MAX as usize));
-    assert_views_in_map(lines, b.map_address_range());
+    assert_views_in_map(lines, b.map_address_ranges()[0].clone());
     assert_eq!(lines.value(0), b"head line number one");
     assert_eq!(lines.value(4), &tail[..tail.len() - 1]);
     assert_eq!(lines.value(2).len() as u64, ends[1] - ends[0] - 1);

@@ -18,7 +18,7 @@ pub fn corpus() -> PathBuf {
         eprintln!("generating {} ({lines} lines)…", path.display());
         let tmp = path.with_extension("tmp");
         let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
-        mmap_batcher::corpus::write_corpus(&mut w, lines, 1).unwrap();
+        mmap_batcher::synthetic::write_corpus(&mut w, lines, 1).unwrap();
         std::io::Write::flush(&mut w).unwrap();
         drop(w);
         std::fs::rename(&tmp, &path).unwrap();

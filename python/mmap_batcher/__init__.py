@@ -1,30 +1,60 @@
-"""Serve a huge line file as seeded, shuffled batches of lines, epoch after epoch.
+"""Serve huge line files as seeded, shuffled batches of lines, epoch after epoch.
 
-The file is memory-mapped and indexed once (16 bytes per kept line); nothing else is
-loaded. Batches come as ``list[bytes]`` (the original ``MmapBatcher`` API) or as Arrow
-record batches whose line bytes stay in the map (zero-copy), ready for pyarrow, Polars
-and any Arrow PyCapsule consumer. See ``MmapBatcher`` and ``scan_lines``.
+Each file is memory-mapped and indexed once (8 bytes per kept line, kept in an index file
+that later opens map in microseconds); nothing else is loaded. Batches come as
+``list[bytes]`` (the original ``MmapBatcher`` API) or as Arrow record batches whose line
+bytes stay in the map (zero-copy), ready for pyarrow, Polars, DuckDB and any Arrow
+PyCapsule consumer. See ``MmapBatcher``, ``scan_lines`` and ``mmap_batcher.ray``.
+
+Every error is a ``MmapBatcherError``, and also the built-in exception a caller would
+catch for it (``MissingFileError`` is a ``FileNotFoundError``, ``OptionError`` a
+``ValueError``, ...).
 """
 
-from ._batcher import Epoch, MmapBatcher
 from ._native import (
     COLUMNS,
     MAX_LINE_LEN,
+    AccessError,
     ArrowBatch,
+    CorruptIndexError,
+    DirectoryError,
+    DuplicateInputError,
+    Epoch,
     FileChangedError,
     InvalidUtf8Error,
     LineTooLongError,
+    MissingFileError,
+    MmapBatcher,
+    MmapBatcherError,
+    NoInputError,
+    OptionError,
+    ReadError,
+    SpecialFileError,
+    StateMismatchError,
+    __version__,
 )
 from ._polars import scan_lines
 
 __all__ = [
     "COLUMNS",
     "MAX_LINE_LEN",
+    "AccessError",
     "ArrowBatch",
+    "CorruptIndexError",
+    "DirectoryError",
+    "DuplicateInputError",
     "Epoch",
     "FileChangedError",
     "InvalidUtf8Error",
     "LineTooLongError",
+    "MissingFileError",
     "MmapBatcher",
+    "MmapBatcherError",
+    "NoInputError",
+    "OptionError",
+    "ReadError",
+    "SpecialFileError",
+    "StateMismatchError",
+    "__version__",
     "scan_lines",
 ]

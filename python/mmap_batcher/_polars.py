@@ -1,56 +1,100 @@
-"""``scan_lines``: a shuffled, epoch-aware Polars lazy scan, as a Polars IO plugin."""
+"""``scan_lines``: a shuffled, epoch-aware Polars lazy scan, as a Polars IO plugin.
+
+Only the Polars glue lives here: the schema comes from the batcher, the batches from its
+``_scan`` (a rectangle of epochs × batches read ahead on a Rust thread), and the predicate's
+``epoch``/``batch`` comparisons become that rectangle's bounds.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ._batcher import MmapBatcher
+from ._native import MmapBatcher
 
 if TYPE_CHECKING:
     import polars as pl
 
-_UNIT_COLUMNS = {"epoch", "batch"}
+_OPS = {"Eq", "Lt", "LtEq", "Gt", "GtEq"}
 
 
-def _conjuncts(predicate: pl.Expr) -> list[pl.Expr]:
-    """Splits ``a & b & ...`` into its parts, or returns ``[predicate]`` if it cannot.
+def _bounds(node: Any, name: str, lo: int, hi: int) -> tuple[int, int] | None:
+    """The half-open range ``[lo, hi)`` of column ``name`` narrowed by one conjunct, or
+    ``None`` when the conjunct is not a plain comparison of ``name`` with an integer.
 
-    Polars hands an IO source one combined predicate. Splitting it lets the ``epoch`` and
-    ``batch`` parts skip whole batches; correctness never depends on it, because the whole
-    predicate is applied to every batch anyway.
+    Polars hands an IO source one combined predicate (as a serializable expression);
+    this reads its JSON form. Correctness never depends on it: the whole predicate is
+    applied to every batch anyway; an unrecognised form only reads more batches.
     """
-    import polars as pl
 
+    def int_literal(n: Any) -> int | None:
+        try:
+            v = n["Literal"]["Dyn"]["Int"]
+        except (KeyError, TypeError):
+            return None
+        return v if isinstance(v, int) else None
+
+    def is_col(n: Any) -> bool:
+        return isinstance(n, dict) and n.get("Column") == name
+
+    binary = node.get("BinaryExpr") if isinstance(node, dict) else None
+    if isinstance(binary, dict) and binary.get("op") in _OPS and is_col(binary.get("left")):
+        v = int_literal(binary.get("right"))
+        if v is None:
+            return None
+        op = binary["op"]
+        lo2, hi2 = {
+            "Eq": (v, v + 1),
+            "Lt": (lo, v),
+            "LtEq": (lo, v + 1),
+            "Gt": (v + 1, hi),
+            "GtEq": (v, hi),
+        }[op]
+        return max(lo, lo2), max(max(lo, lo2), min(hi, hi2))
+    func = node.get("Function") if isinstance(node, dict) else None
+    if isinstance(func, dict):
+        between = func.get("function", {}).get("Boolean", {}).get("IsBetween") if isinstance(func.get("function"), dict) else None
+        inputs = func.get("input", [])
+        if isinstance(between, dict) and len(inputs) == 3 and is_col(inputs[0]):
+            a, b = int_literal(inputs[1]), int_literal(inputs[2])
+            if a is None or b is None:
+                return None
+            closed = between.get("closed", "Both")
+            start = a if closed in ("Both", "Left") else a + 1
+            end = b + 1 if closed in ("Both", "Right") else b
+            return max(lo, start), max(max(lo, start), min(hi, end))
+    return None
+
+
+def _conjuncts(tree: Any) -> list[Any]:
+    binary = tree.get("BinaryExpr") if isinstance(tree, dict) else None
+    if isinstance(binary, dict) and binary.get("op") in ("And", "LogicalAnd"):
+        return _conjuncts(binary["left"]) + _conjuncts(binary["right"])
+    return [tree]
+
+
+def _rectangle(predicate: pl.Expr | None, epochs: int, batches: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The epochs and batches that can hold rows matching ``predicate``."""
+    e, b = (0, epochs), (0, batches)
+    if predicate is None:
+        return e, b
     try:
         tree = json.loads(predicate.meta.serialize(format="json"))
     except Exception:
-        return [predicate]
-    parts: list[object] = []
-
-    def walk(node: object) -> None:
-        binary = node.get("BinaryExpr") if isinstance(node, dict) else None
-        if isinstance(binary, dict) and binary.get("op") in ("And", "LogicalAnd"):
-            walk(binary["left"])
-            walk(binary["right"])
-        else:
-            parts.append(node)
-
-    walk(tree)
-    try:
-        return [pl.Expr.deserialize(io.StringIO(json.dumps(p)), format="json") for p in parts]
-    except Exception:
-        return [predicate]
+        return e, b
+    for part in _conjuncts(tree):
+        e = _bounds(part, "epoch", *e) or e
+        b = _bounds(part, "batch", *b) or b
+    return e, b
 
 
 def scan_lines(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    batch_size: int = 1024,
-    shuffle: bool = True,
+    batch_size: int = 65536,
+    shuffle: bool | str = True,
     seed: int | None = None,
     epochs: int = 1,
     ignore_leftovers: bool = False,
@@ -58,26 +102,31 @@ def scan_lines(
     comment_char: str | bytes | None = "#",
     keep_terminator: bool = False,
     binary: bool = False,
+    **options: Any,
 ) -> pl.LazyFrame:
-    """Lazily scan ``epochs`` shuffled epochs of a line file as a ``polars.LazyFrame``.
+    """Lazily scan ``epochs`` shuffled epochs of line files as a ``polars.LazyFrame``.
 
     Columns: ``line`` (``String``, or ``Binary`` with ``binary=True``), ``line_number``
-    (1-based, as ``grep -n``), ``byte_offset``, ``epoch`` and ``batch`` (all ``UInt64``).
-    Rows come batch by batch in each epoch's seeded order; line bytes are imported from
-    the file's map without copying.
+    (1-based, as ``grep -n``), ``byte_offset``, ``epoch`` and ``batch`` (all ``UInt64``), and
+    ``file`` (categorical path) when ``path`` names several files. Rows come batch by batch
+    in each epoch's seeded order; line bytes are imported from the file's map without
+    copying.
 
     How it differs from ``polars.scan_lines``: rows are served in a reproducible shuffled
     order, for several epochs, with blank and comment lines skipped by default and with
     the original line numbers and byte offsets; ``polars.scan_lines`` reads one pass in
-    file order. The file is indexed when this function is called, so a missing file fails
-    here and the ``seed`` (picked if ``None``) is fixed for every ``collect()``.
+    file order. The files are indexed (or their index files mapped) when this function is
+    called, so a missing file fails here and the ``seed`` (picked if ``None``) is fixed
+    for every ``collect()``.
 
-    Pushdown: only the needed columns are built (``line`` is not touched unless asked
-    for); filters on ``epoch`` and ``batch`` skip whole batches; ``head(n)`` stops early.
-    Polars' ``batch_size`` hint is ignored: a batch here is the unit of the shuffle.
+    ``batch_size`` is the scan's unit (65,536 lines: a file-order scan then runs at the
+    speed of ``polars.scan_lines``); the shuffle does not depend on it. Leftovers are kept
+    by default (a scan reads every line), unlike ``MmapBatcher``. Other keywords
+    (``shuffle_block``, ``shuffle_window``, ``index_cache``, ``io``, ...) go to ``MmapBatcher``.
 
-    Note: ``ignore_leftovers`` defaults to ``False`` here (a scan reads every line), unlike
-    ``MmapBatcher``, whose default follows the original class.
+    Pushdown: only the needed columns are built (``line`` is not read unless asked for);
+    comparisons of ``epoch`` and ``batch`` with integers skip whole batches; ``head(n)``
+    stops early. Polars' ``batch_size`` hint is ignored.
     """
     import polars as pl
     from polars.io.plugins import register_io_source
@@ -92,34 +141,12 @@ def scan_lines(
         seed=seed,
         keep_terminator=keep_terminator,
         binary=binary,
+        **options,
     )
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    schema = {
-        "line": pl.Binary if binary else pl.String,
-        "line_number": pl.UInt64,
-        "byte_offset": pl.UInt64,
-        "epoch": pl.UInt64,
-        "batch": pl.UInt64,
-    }
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    schema = pl.DataFrame(batcher._empty_batch()).schema
     num_batches = batcher.num_batches
-
-    def units(predicate: pl.Expr | None) -> Iterator[tuple[int, int]]:
-        """The (epoch, batch) pairs that can hold matching rows, in serial order."""
-        unit_parts = [] if predicate is None else [
-            p for p in _conjuncts(predicate) if set(p.meta.root_names()) <= _UNIT_COLUMNS
-        ]
-        if not unit_parts:
-            for e in range(epochs):
-                for b in range(num_batches):
-                    yield e, b
-            return
-        grid = pl.DataFrame({
-            "epoch": pl.Series([e for e in range(epochs) for _ in range(num_batches)], dtype=pl.UInt64),
-            "batch": pl.Series([b for _ in range(epochs) for b in range(num_batches)], dtype=pl.UInt64),
-        })
-        kept = grid.filter(pl.all_horizontal(unit_parts))
-        yield from zip(kept["epoch"].to_list(), kept["batch"].to_list())
 
     def source(
         with_columns: list[str] | None,
@@ -132,13 +159,11 @@ def scan_lines(
         if predicate is not None:
             needed += [c for c in predicate.meta.root_names() if c not in needed]
         rows_left = n_rows if n_rows is not None else -1
-        epoch_obj = None
-        for e, b in units(predicate):
+        e, b = _rectangle(predicate, epochs, num_batches)
+        for ab in batcher._scan(needed, e, b):
             if rows_left == 0:
                 return
-            if epoch_obj is None or epoch_obj.index != e:
-                epoch_obj = batcher._native.epoch(e)
-            df = pl.DataFrame(epoch_obj.record_batch(b, needed))
+            df = pl.DataFrame(ab)
             if predicate is not None:
                 df = df.filter(predicate)
             if needed != wanted:

@@ -6,10 +6,11 @@
 //! benchmark corpus this took two threads' scan from about 170 ms to about 120 ms. Other
 //! CPUs use `memchr`.
 //!
-//! The only `unsafe` here is calling the AVX2 functions, right after checking that the
-//! CPU has AVX2 (and `popcnt`, `bmi1`, `lzcnt`): `#[target_feature]` functions are unsafe to call from code compiled
-//! without the feature, because running their instructions on a CPU without it is
-//! undefined behaviour. Inside them, every memory access is safe, bounds-checked Rust.
+//! The only `unsafe` here is calling the AVX2 functions, which [`NewlineScanner`] does only
+//! after checking once that the CPU has AVX2 (and `popcnt`, `bmi1`, `lzcnt`):
+//! `#[target_feature]` functions are unsafe to call from code compiled without the feature,
+//! because running their instructions on a CPU without it is undefined behaviour. Inside
+//! them, every memory access is safe, bounds-checked Rust.
 
 /// What is told of each newline found. The sink is moved into the scan and handed back.
 pub(crate) trait NewlineSink {
@@ -17,26 +18,47 @@ pub(crate) trait NewlineSink {
     fn newline(&mut self, position: usize);
 }
 
-/// Tells `sink` the position of every `\n` in `bytes`, in ascending order.
-pub(crate) fn for_each_newline<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
-    #[cfg(target_arch = "x86_64")]
-    if avx2::detected() {
-        // SAFETY: the CPU has the features `avx2::forward` is compiled for (checked above).
-        return unsafe { avx2::forward(bytes, sink) };
-    }
-    memchr::memchr_iter(b'\n', bytes).for_each(|p| sink.newline(p));
-    sink
+/// The newline scan for this CPU, chosen once (as `memchr::arch::x86_64::avx2::memchr::One::new`
+/// does): holding one proves the CPU check was made.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewlineScanner {
+    /// True only when the CPU has every feature `avx2::forward`/`backward` are compiled for.
+    avx2: bool,
 }
 
-/// Tells `sink` the position of every `\n` in `bytes`, in descending order.
-pub(crate) fn for_each_newline_rev<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
-    #[cfg(target_arch = "x86_64")]
-    if avx2::detected() {
-        // SAFETY: the CPU has the features `avx2::backward` is compiled for (checked above).
-        return unsafe { avx2::backward(bytes, sink) };
+impl NewlineScanner {
+    /// Detects the CPU's features.
+    pub(crate) fn new() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        return NewlineScanner { avx2: avx2::detected() };
+        #[cfg(not(target_arch = "x86_64"))]
+        NewlineScanner { avx2: false }
     }
-    memchr::memrchr_iter(b'\n', bytes).for_each(|p| sink.newline(p));
-    sink
+
+    /// Tells `sink` `offset + p` for the position `p` of every `\n` in `bytes`, ascending.
+    #[inline]
+    pub(crate) fn forward<S: NewlineSink>(&self, bytes: &[u8], offset: usize, mut sink: S) -> S {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `self.avx2` is true only when the CPU has the features `avx2::forward`
+            // is compiled for (checked in `new`).
+            return unsafe { avx2::forward(bytes, offset, sink) };
+        }
+        memchr::memchr_iter(b'\n', bytes).for_each(|p| sink.newline(offset + p));
+        sink
+    }
+
+    /// Tells `sink` `offset + p` for the position `p` of every `\n` in `bytes`, descending.
+    #[inline]
+    pub(crate) fn backward<S: NewlineSink>(&self, bytes: &[u8], offset: usize, mut sink: S) -> S {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: as in `forward`, for `avx2::backward`.
+            return unsafe { avx2::backward(bytes, offset, sink) };
+        }
+        memchr::memrchr_iter(b'\n', bytes).for_each(|p| sink.newline(offset + p));
+        sink
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -107,36 +129,36 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
-    pub(super) fn forward<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
+    pub(super) fn forward<S: NewlineSink>(bytes: &[u8], offset: usize, mut sink: S) -> S {
         let (blocks, tail) = bytes.as_chunks::<64>();
         let mut positions = Positions { buf: [0; RUN + 64], len: 0 };
         for (i, block) in blocks.iter().enumerate() {
-            positions.push(newline_mask(block), false, |bit| i * 64 + bit);
+            positions.push(newline_mask(block), false, |bit| offset + i * 64 + bit);
             if positions.len >= RUN {
                 positions.drain_into(&mut sink);
             }
         }
         positions.drain_into(&mut sink);
-        let tail_start = bytes.len() - tail.len();
+        let tail_start = offset + bytes.len() - tail.len();
         memchr::memchr_iter(b'\n', tail).for_each(|p| sink.newline(tail_start + p));
         sink
     }
 
     #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
-    pub(super) fn backward<S: NewlineSink>(bytes: &[u8], mut sink: S) -> S {
+    pub(super) fn backward<S: NewlineSink>(bytes: &[u8], offset: usize, mut sink: S) -> S {
         // Whole blocks are aligned to the end, so the odd bytes are at the front.
         let head_len = bytes.len() % 64;
         let (head, rest) = bytes.split_at(head_len);
         let (blocks, _) = rest.as_chunks::<64>();
         let mut positions = Positions { buf: [0; RUN + 64], len: 0 };
         for (i, block) in blocks.iter().enumerate().rev() {
-            positions.push(newline_mask(block), true, |bit| head_len + i * 64 + bit);
+            positions.push(newline_mask(block), true, |bit| offset + head_len + i * 64 + bit);
             if positions.len >= RUN {
                 positions.drain_into(&mut sink);
             }
         }
         positions.drain_into(&mut sink);
-        memchr::memrchr_iter(b'\n', head).for_each(|p| sink.newline(p));
+        memchr::memrchr_iter(b'\n', head).for_each(|p| sink.newline(offset + p));
         sink
     }
 }
@@ -153,11 +175,23 @@ mod tests {
     }
 
     fn forward(bytes: &[u8]) -> Vec<usize> {
-        for_each_newline(bytes, vec![])
+        NewlineScanner::new().forward(bytes, 0, vec![])
     }
 
     fn backward(bytes: &[u8]) -> Vec<usize> {
-        for_each_newline_rev(bytes, vec![])
+        NewlineScanner::new().backward(bytes, 0, vec![])
+    }
+
+    #[test]
+    fn offsets_are_added_and_memchr_fallback_agrees() {
+        let bytes = b"a\nbb\n\nccc\n".repeat(20);
+        let fast = NewlineScanner::new().forward(&bytes, 1000, vec![]);
+        let slow = NewlineScanner { avx2: false }.forward(&bytes, 1000, vec![]);
+        assert_eq!(fast, slow);
+        assert_eq!(fast[0], 1001);
+        let back = NewlineScanner::new().backward(&bytes, 7, vec![]);
+        let slow_back = NewlineScanner { avx2: false }.backward(&bytes, 7, vec![]);
+        assert_eq!(back, slow_back);
     }
 
     proptest! {

@@ -1,15 +1,15 @@
-//! The order in which one epoch serves the kept lines.
+//! A keyed permutation of `[0, n)` with O(1) random access: the global shuffle, and the
+//! building block of the block shuffle.
 //!
-//! The order is a pure function of `(seed, epoch, line count)` with random access by
-//! position: [`EpochOrder::get`] maps a position to a kept-line index in O(1) time and
-//! O(1) memory. Nothing is materialised, so any epoch (or any slice of one, for a worker,
-//! a rank or a resumed run) can be regenerated on its own, on any machine.
+//! [`Permutation::get`] maps a position to a value in O(1) time and O(1) memory. Nothing
+//! is materialised, so any epoch (or any slice of one, for a worker, a rank or a resumed
+//! run) can be regenerated on its own, on any machine.
 //!
 //! It is a keyed Feistel network over the smallest power-of-two domain of at least
 //! `max(n, 4)` elements, with cycle walking to land back in `[0, n)`: a bijection on
 //! `[0, n)`, with fewer than two walks a position on average. The round function is
 //! multiply-shift hashing: the half-block xor a round key, times a keyed odd multiplier,
-//! high bits kept; round keys come from the seed and the epoch through SplitMix64. This is
+//! high bits kept; round keys come from the key through SplitMix64. This is
 //! a statistical shuffle (the kind training loops need), not a cryptographic one.
 
 /// Rounds of the Feistel network. Fewer left tiny domains visibly biased (a chi-square z of
@@ -26,37 +26,45 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The order of one epoch over `n` kept lines.
+/// Whether the batched rounds run with AVX-512 multiplies: decided once per process.
+#[cfg(target_arch = "x86_64")]
+static AVX512: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| std::is_x86_feature_detected!("avx512dq"));
+
+/// A seeded permutation of `[0, n)` with O(1) random access.
 #[derive(Debug, Clone)]
-pub struct EpochOrder {
+pub struct Permutation {
     n: u64,
-    shuffle: bool,
     bits: u32,
     /// Per round: the key xored into the half-block, and an odd multiplier.
     keys: [(u64, u64); ROUNDS],
+    /// The CPU has AVX-512 F and DQ (checked once, in `AVX512`).
+    avx512: bool,
 }
 
-impl EpochOrder {
-    /// The order of epoch `epoch` over `n` lines: shuffled by `seed` when `shuffle`,
-    /// file order otherwise.
+impl Permutation {
+    /// The permutation of `[0, n)` keyed by `key`.
     ///
     /// ```
-    /// use mmap_batcher::EpochOrder;
-    /// let order = EpochOrder::new(42, 0, 10, true);
-    /// let mut seen: Vec<u64> = (0..10).map(|p| order.get(p)).collect();
+    /// use mmap_batcher::Permutation;
+    /// let p = Permutation::new(42, 10);
+    /// let mut seen: Vec<u64> = (0..10).map(|i| p.get(i)).collect();
     /// seen.sort();
     /// assert_eq!(seen, (0..10).collect::<Vec<_>>()); // a permutation
-    /// assert_eq!(EpochOrder::new(42, 0, 10, true).get(3), order.get(3)); // reproducible
+    /// assert_eq!(Permutation::new(42, 10).get(3), p.get(3)); // reproducible
     /// ```
-    pub fn new(seed: u64, epoch: u64, n: u64, shuffle: bool) -> Self {
+    pub fn new(key: u64, n: u64) -> Self {
         let bits = 64 - n.max(4).saturating_sub(1).leading_zeros();
-        let mut state = seed ^ mix64(epoch.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        let mut state = key;
         let mut next = || {
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
             mix64(state)
         };
         let keys = std::array::from_fn(|_| (next(), next() | 1));
-        EpochOrder { n, shuffle, bits, keys }
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = *AVX512;
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
+        Permutation { n, bits, keys, avx512 }
     }
 
     /// Number of positions (kept lines).
@@ -69,16 +77,13 @@ impl EpochOrder {
         self.n == 0
     }
 
-    /// The kept-line index served at `position`.
+    /// The value at `position`.
     ///
     /// # Panics
     /// If `position >= len()`.
     #[inline]
     pub fn get(&self, position: u64) -> u64 {
-        assert!(position < self.n, "position {position} out of range for {} lines", self.n);
-        if !self.shuffle {
-            return position;
-        }
+        assert!(position < self.n, "position {position} out of range for {} values", self.n);
         let mut x = position;
         loop {
             x = self.permute_domain(x);
@@ -93,12 +98,9 @@ impl EpochOrder {
     /// positions together, round by round ([`permute_all`](Self::permute_all)); the few
     /// values that land outside `[0, n)` walk on the same way, in ever smaller groups.
     pub fn fill(&self, positions: std::ops::Range<u64>, out: &mut Vec<u64>) {
-        assert!(positions.end <= self.n, "positions {positions:?} out of range for {} lines", self.n);
+        assert!(positions.end <= self.n, "positions {positions:?} out of range for {} values", self.n);
         let first = out.len();
         out.extend(positions);
-        if !self.shuffle {
-            return;
-        }
         self.permute_all(&mut out[first..]);
         let n = self.n;
         let mut walking: Vec<usize> = (first..out.len()).filter(|&i| out[i] >= n).collect();
@@ -120,8 +122,9 @@ impl EpochOrder {
     /// CPUs with AVX-512 run the same code with 64-bit vector multiplies.
     fn permute_all(&self, values: &mut [u64]) {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512dq") {
-            // SAFETY: the CPU has AVX-512 F and DQ (DQ implies F), checked on the line above.
+        if self.avx512 {
+            // SAFETY: `avx512` is true only when the CPU has AVX-512 F and DQ (DQ implies
+            // F), checked once in `AVX512`.
             return unsafe { self.permute_all_avx512(values) };
         }
         self.permute_all_here(values)
@@ -171,7 +174,7 @@ impl EpochOrder {
 mod tests {
     use super::*;
 
-    fn is_permutation(order: &EpochOrder) -> bool {
+    fn is_permutation(order: &Permutation) -> bool {
         let mut seen = vec![false; order.len() as usize];
         (0..order.len()).all(|p| !std::mem::replace(&mut seen[order.get(p) as usize], true))
     }
@@ -180,7 +183,7 @@ mod tests {
     fn permutation_for_many_sizes() {
         for n in (0..300).chain([1023, 1024, 1025, 65_537]) {
             for seed in 0..3 {
-                assert!(is_permutation(&EpochOrder::new(seed, seed * 7, n, true)), "n={n}");
+                assert!(is_permutation(&Permutation::new(seed * 7 + 1, n)), "n={n}");
             }
         }
     }
@@ -188,7 +191,7 @@ mod tests {
     #[test]
     fn fill_matches_get() {
         for n in [1u64, 5, 100, 4097] {
-            let o = EpochOrder::new(3, 1, n, true);
+            let o = Permutation::new(31, n);
             let mut out = vec![];
             o.fill(0..n, &mut out);
             assert_eq!(out, (0..n).map(|p| o.get(p)).collect::<Vec<_>>());
@@ -199,17 +202,10 @@ mod tests {
     }
 
     #[test]
-    fn unshuffled_is_identity() {
-        let o = EpochOrder::new(1, 2, 50, false);
-        assert!((0..50).all(|p| o.get(p) == p));
-    }
-
-    #[test]
-    fn epochs_and_seeds_differ() {
-        let orders = |seed, epoch| (0..1000).map(|p| EpochOrder::new(seed, epoch, 1000, true).get(p)).collect::<Vec<_>>();
-        assert_ne!(orders(1, 0), orders(1, 1));
-        assert_ne!(orders(1, 0), orders(2, 0));
-        assert_eq!(orders(1, 5), orders(1, 5));
+    fn keys_differ() {
+        let orders = |key| (0..1000).map(|p| Permutation::new(key, 1000).get(p)).collect::<Vec<_>>();
+        assert_ne!(orders(1), orders(2));
+        assert_eq!(orders(5), orders(5));
     }
 
     /// Every line lands in every position about equally often over many seeds, and the
@@ -222,7 +218,7 @@ mod tests {
         let mut counts = vec![vec![0u64; n as usize]; n as usize];
         let mut pairs = vec![0u64; (n * n) as usize];
         for t in 0..trials {
-            let o = EpochOrder::new(t / 3, t % 3, n, true);
+            let o = Permutation::new(crate::order::epoch_key(t / 3, t % 3), n);
             for p in 0..n {
                 counts[p as usize][o.get(p) as usize] += 1;
             }

@@ -1,0 +1,189 @@
+//! Arrow batches handed to Python. The Arrow PyCapsule interface is delegated to
+//! pyo3-arrow's own `RecordBatch` and `RecordBatchReader` classes (no capsule code here);
+//! this type adds what a batch of lines needs: its epoch and batch numbers, the size it
+//! reports, compaction, and pickling (compacted, as an Arrow IPC stream).
+
+use arrow::array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
+use arrow::datatypes::SchemaRef;
+use mmap_batcher::Column;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyCapsule, PyTuple};
+use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader};
+
+use crate::error::{option_error, PyResult};
+
+/// The columns named `names` (the batcher's defaults when `None`).
+pub fn columns(names: Option<Vec<String>>, defaults: Vec<Column>) -> PyResult<Vec<Column>> {
+    match names {
+        None => Ok(defaults),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                Column::from_name(n).ok_or_else(|| {
+                    option_error(format!("unknown column {n:?}; columns are {:?}", defaults.iter().map(|c| c.name()).collect::<Vec<_>>()))
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The `line` column type a batch is handed out with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOut {
+    /// Zero-copy `Utf8View` / `BinaryView`.
+    View,
+    /// `LargeUtf8` / `LargeBinary`, copied (for consumers without view support).
+    Large,
+}
+
+impl LineOut {
+    pub fn parse(v: &str) -> PyResult<Self> {
+        match v {
+            "view" => Ok(LineOut::View),
+            "large" => Ok(LineOut::Large),
+            _ => Err(option_error(format!("line_type must be 'view' or 'large', got {v:?}"))),
+        }
+    }
+
+    /// `batch` as handed out: compacted when asked, cast to large types when asked.
+    pub fn apply(self, batch: RecordBatch, compact: bool) -> PyResult<RecordBatch> {
+        Ok(match self {
+            LineOut::Large => mmap_batcher::to_large(&batch)?,
+            LineOut::View if compact => mmap_batcher::compact(&batch),
+            LineOut::View => batch,
+        })
+    }
+}
+
+/// A stream capsule of `reader`, through pyo3-arrow's `RecordBatchReader`.
+pub fn stream_capsule<'py>(
+    py: Python<'py>,
+    reader: Box<dyn RecordBatchReader + Send>,
+    requested_schema: Option<Bound<'py, PyCapsule>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let reader = Bound::new(py, PyRecordBatchReader::new(reader))?;
+    Ok(reader.call_method1(intern!(py, "__arrow_c_stream__"), (requested_schema,))?)
+}
+
+/// An Arrow record batch whose `line` views point into the file's map. It implements the
+/// Arrow PyCapsule interface, so `pyarrow.record_batch(b)` and `polars.DataFrame(b)` import
+/// it without copying line bytes; they keep the map alive for as long as they need it.
+/// Pickling sends a compact copy (only the bytes its rows reference).
+#[pyclass(module = "mmap_batcher._native", frozen)]
+pub struct ArrowBatch {
+    batch: RecordBatch,
+    epoch: u64,
+    number: u64,
+}
+
+impl ArrowBatch {
+    pub fn new(batch: RecordBatch, epoch: u64, number: u64) -> Self {
+        ArrowBatch { batch, epoch, number }
+    }
+
+    pub fn record_batch(&self) -> &RecordBatch {
+        &self.batch
+    }
+
+    fn exported<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyRecordBatch>> {
+        Ok(Bound::new(py, PyRecordBatch::new(self.batch.clone()))?)
+    }
+}
+
+#[pymethods]
+impl ArrowBatch {
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_array__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyCapsule>>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.exported(py)?.call_method1(intern!(py, "__arrow_c_array__"), (requested_schema,))?)
+    }
+
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.exported(py)?.call_method0(intern!(py, "__arrow_c_schema__"))?)
+    }
+
+    /// A one-batch Arrow stream, for readers that take streams (`polars.DataFrame`).
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyCapsule>>) -> PyResult<Bound<'py, PyAny>> {
+        let schema: SchemaRef = self.batch.schema();
+        let reader = RecordBatchIterator::new([Ok(self.batch.clone())], schema);
+        stream_capsule(py, Box::new(reader), requested_schema)
+    }
+
+    /// Number of rows.
+    #[getter]
+    fn num_rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    fn __len__(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// The column names.
+    #[getter]
+    fn column_names(&self) -> Vec<String> {
+        self.batch.schema().fields().iter().map(|f| f.name().clone()).collect()
+    }
+
+    /// The epoch of this batch.
+    #[getter]
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The batch's position in its epoch.
+    #[getter]
+    fn batch(&self) -> u64 {
+        self.number
+    }
+
+    /// Bytes Arrow reports for this batch: the whole map window(s) while zero-copy.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.batch.columns().iter().map(|c| c.get_array_memory_size()).sum()
+    }
+
+    /// A copy holding only the line bytes its rows reference.
+    fn compact(&self) -> ArrowBatch {
+        ArrowBatch { batch: mmap_batcher::compact(&self.batch), epoch: self.epoch, number: self.number }
+    }
+
+    /// A copy with the `line` column as `large_string` / `large_binary`, for consumers
+    /// without string-view support.
+    fn to_large(&self) -> PyResult<ArrowBatch> {
+        Ok(ArrowBatch { batch: mmap_batcher::to_large(&self.batch)?, epoch: self.epoch, number: self.number })
+    }
+
+    /// Pickles a compact copy as an Arrow IPC stream: never the map.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let me = slf.get();
+        let compact = mmap_batcher::compact(&me.batch);
+        let mut bytes = Vec::new();
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, compact.schema_ref())?;
+        w.write(&compact)?;
+        w.finish()?;
+        drop(w);
+        let restore = py.import(intern!(py, "mmap_batcher._native"))?.getattr(intern!(py, "_arrow_batch_from_ipc"))?;
+        Ok((restore, (PyBytes::new(py, &bytes), me.epoch, me.number).into_pyobject(py)?))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ArrowBatch(epoch={}, batch={}, num_rows={}, columns={:?})",
+            self.epoch,
+            self.number,
+            self.batch.num_rows(),
+            self.column_names()
+        )
+    }
+}
+
+/// Unpickles an [`ArrowBatch`].
+#[pyfunction]
+pub fn _arrow_batch_from_ipc(data: &[u8], epoch: u64, batch: u64) -> PyResult<ArrowBatch> {
+    let mut reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(data), None)?;
+    let rb = reader.next().ok_or_else(|| option_error("an empty pickled ArrowBatch"))??;
+    Ok(ArrowBatch { batch: rb, epoch, number: batch })
+}

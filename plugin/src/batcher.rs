@@ -1,0 +1,574 @@
+//! `MmapBatcher`: the Python face of a [`Batcher`], with the PyTorch/JAX dataset
+//! conventions (iteration, `set_epoch`, `state_dict`/`load_state_dict`, random access) and
+//! pickling (path, options, seed, shard and position; never the index or the data).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use mmap_batcher::state::State;
+use mmap_batcher::{BatchStream, Batcher, Cancel, Column, Options, Served, Shard, Shuffle, Units};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::arrow::{ArrowBatch, LineOut};
+use crate::epoch::Epoch;
+use crate::error::{option_error, PyResult};
+use crate::iter::{lock, BatchIter, Cursor, Output};
+use crate::options::{int_arg, Arg, Args};
+
+/// Asks Python, at most every 50 ms, whether a signal (Ctrl-C) is pending; keeps the
+/// exception to raise it once the long operation has stopped.
+pub struct PyCancel {
+    last: Mutex<std::time::Instant>,
+    pub raised: Mutex<Option<PyErr>>,
+}
+
+impl PyCancel {
+    pub fn new() -> Self {
+        PyCancel { last: Mutex::new(std::time::Instant::now()), raised: Mutex::new(None) }
+    }
+}
+
+impl Cancel for PyCancel {
+    fn cancelled(&self) -> bool {
+        if lock(&self.raised).is_some() {
+            return true;
+        }
+        {
+            let mut last = lock(&self.last);
+            if last.elapsed() < std::time::Duration::from_millis(50) {
+                return false;
+            }
+            *last = std::time::Instant::now();
+        }
+        // Signal handlers run on the main thread only; elsewhere this finds nothing.
+        match Python::attach(|py| py.check_signals()) {
+            Ok(()) => false,
+            Err(e) => {
+                *lock(&self.raised) = Some(e);
+                true
+            }
+        }
+    }
+}
+
+/// Rank and worker numbers, kept apart so that a `DataLoader` worker can fill in its own.
+#[derive(Debug, Clone, Copy)]
+struct ShardParts {
+    rank: u64,
+    world_size: u64,
+    worker_id: u64,
+    num_workers: u64,
+}
+
+/// Batches of lines from memory-mapped files, shuffled anew each epoch.
+///
+/// The original API, with its defects fixed: the last line is served even without a
+/// trailing newline, no batch is ever empty, and shuffles are seeded::
+///
+///     mmb = MmapBatcher("corpus.txt", batch_size=100, seed=1)
+///     for epoch in mmb.epochs(2):
+///         for batch in epoch.batches():  # list[bytes], lines with their "\n"
+///             ...
+///
+/// As a PyTorch/JAX dataset: ``for batch in mmb`` serves this shard's batches of the
+/// current epoch, then moves to the next epoch; ``set_epoch``, ``state_dict`` and
+/// ``load_state_dict`` follow the ``DistributedSampler`` and ``StatefulDataLoader``
+/// conventions; ``len(mmb)`` and ``mmb[k]`` give random access to the lines.
+///
+/// Args:
+///     filename: a path (``str``, ``bytes``, ``os.PathLike``), a glob, or a sequence of
+///         them: the files are served as one corpus, in that order.
+///     batch_size: lines per batch.
+///     shuffle: ``True``/``"global"`` (a uniform shuffle), ``"block"`` (blocks of
+///         ``shuffle_block`` bytes in random order, lines shuffled within windows of
+///         ``shuffle_window`` blocks: for files larger than memory), ``False``/``"none"``.
+///     ignore_leftovers: drop the last partial batch of each epoch's order.
+///     skip_blank_lines: skip lines made only of ASCII whitespace.
+///     comment_char: skip lines whose first byte is this character; ``None`` disables it.
+///     seed: the shuffle seed; ``None`` picks one, readable as ``.seed``.
+///     keep_terminator: keep ``\n`` / ``\r\n`` in the Arrow ``line`` column.
+///     binary: type the Arrow ``line`` column as binary (no UTF-8 promise).
+///     worker_id, num_workers, rank, world_size: serve only this shard of each epoch,
+///         shard ``rank * num_workers + worker_id`` of ``world_size * num_workers``. In a
+///         ``DataLoader`` worker, ``num_workers=1`` is filled in from
+///         ``torch.utils.data.get_worker_info()``.
+///     shuffle_block, shuffle_window: the block shuffle's block size (bytes) and window (blocks).
+///     even_shards: every shard serves the same number of batches per epoch (DDP).
+///     index_cache: keep the line index in an index file (beside the file, else in the
+///         per-user cache directory) and reuse it; ``False`` indexes in memory every time.
+///     index_path: read and write the line index at this path (one file only).
+///     io: ``"auto"``, ``"cached"`` (expect the page cache) or ``"disk"`` (request reads ahead).
+///     output: what iterating the batcher yields: ``"bytes"`` (``list[bytes]``),
+///         ``"arrow"`` (``ArrowBatch``) or ``"polars"`` (``polars.DataFrame``).
+///     max_open_files: at most this many files of a many-file corpus are mapped at once.
+///
+/// Raises:
+///     MissingFileError (a ``FileNotFoundError``), DirectoryError, AccessError: the file
+///     cannot be opened. OptionError (a ``ValueError``): a bad argument. LineTooLongError:
+///     a line over 2 GiB. Every error is a ``MmapBatcherError``.
+#[pyclass(module = "mmap_batcher._native", frozen)]
+pub struct MmapBatcher {
+    /// `None` after `close()`. Batches hold their own reference to the map.
+    core: RwLock<Option<Batcher>>,
+    inputs: Vec<PathBuf>,
+    /// With the seed in use.
+    options: Options,
+    parts: ShardParts,
+    output: Output,
+    output_name: String,
+    cursor: Arc<Mutex<Cursor>>,
+}
+
+impl MmapBatcher {
+    pub fn core(&self) -> PyResult<Batcher> {
+        self.core
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| option_error("the batcher is closed"))
+    }
+
+    /// This process's shard: the constructor's, with a `DataLoader` worker's numbers when
+    /// `num_workers` was left at 1 and this runs in one.
+    fn shard(&self, py: Python<'_>) -> PyResult<Shard> {
+        let p = self.parts;
+        let (mut worker, mut workers) = (p.worker_id, p.num_workers);
+        if workers == 1 {
+            let modules = py.import(intern!(py, "sys"))?.getattr(intern!(py, "modules"))?;
+            if let Ok(data) = modules.get_item("torch.utils.data") {
+                let info = data.call_method0(intern!(py, "get_worker_info"))?;
+                if !info.is_none() {
+                    worker = int_arg("worker id", &info.getattr(intern!(py, "id"))?)?;
+                    workers = int_arg("num_workers", &info.getattr(intern!(py, "num_workers"))?)?;
+                }
+            }
+        }
+        Ok(Shard::of(p.rank, p.world_size, worker, workers)?)
+    }
+
+    fn with_parts(&self, parts: ShardParts, core: Batcher) -> MmapBatcher {
+        MmapBatcher {
+            core: RwLock::new(Some(core)),
+            inputs: self.inputs.clone(),
+            options: self.options.clone(),
+            parts,
+            output: self.output.clone(),
+            output_name: self.output_name.clone(),
+            cursor: Arc::new(Mutex::new(lock(&self.cursor).clone())),
+        }
+    }
+
+    fn output_of(name: &str, defaults: Vec<Column>) -> PyResult<Output> {
+        match name {
+            "bytes" => Ok(Output::Bytes),
+            "arrow" => Ok(Output::Arrow { columns: defaults, line: LineOut::View, compact: false }),
+            "polars" => Ok(Output::Polars { columns: defaults }),
+            _ => Err(option_error(format!("output must be 'bytes', 'arrow' or 'polars', got {name:?}"))),
+        }
+    }
+
+    fn json<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+        let text = serde_json::to_string(value)?;
+        Ok(py.import(intern!(py, "json"))?.call_method1(intern!(py, "loads"), (text,))?)
+    }
+
+    fn from_json<T: serde::de::DeserializeOwned>(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<T> {
+        let text: String = py.import(intern!(py, "json"))?.call_method1(intern!(py, "dumps"), (value,))?.extract()?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+#[pymethods]
+impl MmapBatcher {
+    #[new]
+    #[pyo3(signature = (
+        filename, batch_size=Arg::Missing, shuffle=Arg::Missing, ignore_leftovers=true, skip_blank_lines=true,
+        comment_char=Arg::Missing, seed=None, *, keep_terminator=false, binary=false, worker_id=Arg::Missing,
+        num_workers=Arg::Missing, rank=Arg::Missing, world_size=Arg::Missing, shuffle_block=Arg::Missing,
+        shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, io="auto",
+        output="bytes", max_open_files=Arg::Missing
+    ))]
+    #[pyo3(text_signature = "(filename, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=4194304, shuffle_window=64, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=128)")]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, forwarded once to `Args`
+    fn new<'py>(
+        py: Python<'py>,
+        filename: Bound<'py, PyAny>,
+        batch_size: Arg<'py>,
+        shuffle: Arg<'py>,
+        ignore_leftovers: bool,
+        skip_blank_lines: bool,
+        comment_char: Arg<'py>,
+        seed: Option<Bound<'py, PyAny>>,
+        keep_terminator: bool,
+        binary: bool,
+        worker_id: Arg<'py>,
+        num_workers: Arg<'py>,
+        rank: Arg<'py>,
+        world_size: Arg<'py>,
+        shuffle_block: Arg<'py>,
+        shuffle_window: Arg<'py>,
+        even_shards: bool,
+        index_cache: bool,
+        index_path: Option<Bound<'py, PyAny>>,
+        io: &str,
+        output: &str,
+        max_open_files: Arg<'py>,
+    ) -> PyResult<Self> {
+        let args = Args {
+            batch_size: batch_size.or(py, 100u64)?,
+            shuffle: shuffle.or(py, true)?,
+            ignore_leftovers,
+            skip_blank_lines,
+            comment_char: comment_char.or(py, "#")?,
+            seed,
+            keep_terminator,
+            binary,
+            shuffle_block: shuffle_block.or(py, Shuffle::DEFAULT_BLOCK_BYTES)?,
+            shuffle_window: shuffle_window.or(py, Shuffle::DEFAULT_WINDOW_BLOCKS)?,
+            even_shards,
+            index_cache,
+            index_path,
+            io: io.to_string(),
+            max_open_files: max_open_files.or(py, 128u64)?,
+            worker_id: worker_id.or(py, 0u64)?,
+            num_workers: num_workers.or(py, 1u64)?,
+            rank: rank.or(py, 0u64)?,
+            world_size: world_size.or(py, 1u64)?,
+        };
+        let options = args.options()?;
+        // Checked here, used per iteration (a DataLoader worker may fill in its numbers).
+        args.shard()?;
+        let parts = ShardParts {
+            rank: int_arg("rank", &args.rank)?,
+            world_size: int_arg("world_size", &args.world_size)?,
+            worker_id: int_arg("worker_id", &args.worker_id)?,
+            num_workers: int_arg("num_workers", &args.num_workers)?,
+        };
+        let inputs = crate::options::inputs(&filename)?;
+        let cancel = PyCancel::new();
+        let opened = py.detach(|| Batcher::open_with(&inputs, options.clone(), &|_| {}, &cancel));
+        if let Some(e) = lock(&cancel.raised).take() {
+            return Err(e.into());
+        }
+        let core = opened?;
+        let warnings = py.import(intern!(py, "warnings"))?;
+        for notice in core.notices() {
+            warnings.call_method1(intern!(py, "warn"), (notice.as_str(), py.get_type::<pyo3::exceptions::PyRuntimeWarning>(), 2))?;
+        }
+        let output_value = Self::output_of(output, core.default_columns())?;
+        let options = Options { seed: Some(core.seed()), ..options };
+        Ok(MmapBatcher {
+            core: RwLock::new(Some(core)),
+            inputs,
+            options,
+            parts,
+            output: output_value,
+            output_name: output.to_string(),
+            cursor: Arc::new(Mutex::new(Cursor::default())),
+        })
+    }
+
+    /// The path of the first (often only) file, as given.
+    #[getter]
+    fn filename(&self) -> PathBuf {
+        self.inputs[0].clone()
+    }
+
+    /// The paths of all files, in the order they are served.
+    #[getter]
+    fn filenames(&self) -> Vec<PathBuf> {
+        self.inputs.clone()
+    }
+
+    /// The shuffle seed in use (the one given, or the one picked at open).
+    #[getter]
+    fn seed(&self) -> PyResult<u64> {
+        Ok(self.core()?.seed())
+    }
+
+    /// Lines per batch.
+    #[getter]
+    fn batch_size(&self) -> usize {
+        self.options.batch_size
+    }
+
+    /// Kept (served) lines of all files.
+    #[getter]
+    fn num_lines(&self) -> PyResult<u64> {
+        Ok(self.core()?.num_lines())
+    }
+
+    /// All lines of the files, skipped ones included.
+    #[getter]
+    fn physical_lines(&self) -> PyResult<u64> {
+        Ok(self.core()?.physical_lines())
+    }
+
+    /// Batches in one whole epoch (all shards together).
+    #[getter]
+    fn num_batches(&self) -> PyResult<u64> {
+        Ok(self.core()?.num_batches())
+    }
+
+    /// Lines served per epoch by all shards together (leftovers dropped or kept).
+    #[getter]
+    fn lines_per_epoch(&self) -> PyResult<u64> {
+        Ok(self.core()?.lines_per_epoch())
+    }
+
+    /// Number of files.
+    #[getter]
+    fn num_files(&self) -> PyResult<usize> {
+        Ok(self.core()?.num_files())
+    }
+
+    /// ``(index, count)`` of this batcher's shard among ranks × workers.
+    #[getter(shard)]
+    fn shard_py(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
+        let s = self.shard(py)?;
+        Ok((s.index, s.count))
+    }
+
+    /// The index file of each file (``None`` where the index is kept in memory only).
+    #[getter]
+    fn index_paths(&self) -> PyResult<Vec<Option<PathBuf>>> {
+        let core = self.core()?;
+        Ok((0..core.num_files()).map(|f| core.index_status(f).path().map(|p| p.to_path_buf())).collect())
+    }
+
+    /// True after ``close()``.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    /// The epoch that iterating the batcher serves next (see ``set_epoch``).
+    #[getter]
+    fn epoch_number(&self) -> u64 {
+        lock(&self.cursor).epoch
+    }
+
+    /// Number of kept lines (``mmb[k]`` for ``k`` below it).
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(usize::try_from(self.core()?.num_lines()).unwrap_or(usize::MAX))
+    }
+
+    /// Line ``k`` of the corpus (kept lines, in file order), with its terminator.
+    fn __getitem__<'py>(&self, py: Python<'py>, k: i64) -> PyResult<Bound<'py, PyBytes>> {
+        let core = self.core()?;
+        let n = core.num_lines() as i64;
+        let i = if k < 0 { k + n } else { k };
+        if i < 0 || i >= n {
+            return Err(pyo3::exceptions::PyIndexError::new_err(format!("line {k} out of range for {n} lines")).into());
+        }
+        let bytes = py.detach(|| core.line_bytes(i as u64))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The line with 1-based physical line number ``number`` in file ``file`` (as
+    /// ``sed -n Np`` prints it), or ``None`` when that line is skipped (blank, comment).
+    #[pyo3(signature = (number, file=0))]
+    fn line<'py>(&self, py: Python<'py>, number: u64, file: usize) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let core = self.core()?;
+        if file >= core.num_files() {
+            return Err(option_error(format!("file {file} out of range for {} files", core.num_files())));
+        }
+        match core.line_id(file, number)? {
+            Some(id) => Ok(Some(PyBytes::new(py, &core.line_bytes(id)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Epoch ``number`` for this shard (any epoch, in any order: each is a pure function
+    /// of the seed).
+    fn epoch(&self, py: Python<'_>, number: u64) -> PyResult<Epoch> {
+        let core = self.core()?;
+        let shard = self.shard(py)?;
+        let epoch = py.detach(|| core.epoch(number))?;
+        Ok(Epoch::new(epoch, shard, Served::NONE, 0))
+    }
+
+    /// Epochs ``start`` .. ``start + n - 1``.
+    #[pyo3(signature = (n, start=0))]
+    fn epochs(&self, py: Python<'_>, n: u64, start: u64) -> PyResult<Vec<Epoch>> {
+        (start..start.saturating_add(n)).map(|e| self.epoch(py, e)).collect()
+    }
+
+    /// This batcher (same map, same seed) restricted to another shard. No re-indexing.
+    #[pyo3(signature = (worker_id=0, num_workers=1, rank=0, world_size=1))]
+    fn with_shard(&self, worker_id: u64, num_workers: u64, rank: u64, world_size: u64) -> PyResult<MmapBatcher> {
+        Shard::of(rank, world_size, worker_id, num_workers)?;
+        Ok(self.with_parts(ShardParts { rank, world_size, worker_id, num_workers }, self.core()?))
+    }
+
+    /// Serves this shard's batches of the current epoch (``epoch_number``), from where the
+    /// last iteration or ``load_state_dict`` left it, then moves to the next epoch.
+    fn __iter__(&self, py: Python<'_>) -> PyResult<BatchIter> {
+        let core = self.core()?;
+        let shard = self.shard(py)?;
+        let c = lock(&self.cursor).clone();
+        let epoch = py.detach(|| core.epoch(c.epoch))?;
+        let plan = epoch.shard_plan(shard, c.base.clone());
+        let e = c.epoch;
+        let units = (c.done..plan.len()).filter_map(move |i| plan.get(i)).map(move |b| (e, b));
+        Ok(BatchIter::new(BatchStream::new(&core, units), self.output.clone(), Some(self.cursor.clone())))
+    }
+
+    /// Makes the next iteration serve epoch ``epoch`` from its start (the
+    /// ``DistributedSampler`` convention: call it before each epoch's loop).
+    fn set_epoch(&self, epoch: u64) {
+        *lock(&self.cursor) = Cursor { epoch, base: Served::NONE, done: 0 };
+    }
+
+    /// Where this shard's iteration is, as a small JSON-serialisable dict (under 1 KiB):
+    /// format, seed, epoch, the batches served, the shard, the options that decide the
+    /// order, and the corpus's identity. See ``load_state_dict`` and ``combine_states``.
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core()?;
+        let shard = self.shard(py)?;
+        let c = lock(&self.cursor).clone();
+        let state = py.detach(|| core.state(c.epoch, c.base, shard, c.done))?;
+        Self::json(py, &state)
+    }
+
+    /// Makes the next batch served the one that followed the last one served when
+    /// ``state`` was taken. A shard's own state resumes that shard; a state from
+    /// ``combine_states`` resumes any shard of any layout (the rest of the epoch is split
+    /// over the new shards, each batch once). A state of another corpus or of options that
+    /// change the order raises ``StateMismatchError`` (a ``ValueError``) naming what differs.
+    fn load_state_dict(&self, py: Python<'_>, state: Bound<'_, PyAny>) -> PyResult<()> {
+        let core = self.core()?;
+        let state: State = Self::from_json(py, &state)?;
+        let shard = self.shard(py)?;
+        let (epoch, base, done) = py.detach(|| core.resume_point(&state, shard))?;
+        *lock(&self.cursor) = Cursor { epoch, base, done };
+        Ok(())
+    }
+
+    /// Combines the ``state_dict()`` of every shard of one layout, taken at one step, into
+    /// one state that any layout loads (elastic resume).
+    fn combine_states<'py>(&self, py: Python<'py>, states: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core()?;
+        let states: Vec<State> = states.iter().map(|s| Self::from_json(py, s)).collect::<PyResult<_>>()?;
+        let combined = core.combine_states(&states)?;
+        Self::json(py, &combined)
+    }
+
+    /// Check (from the index) that every served line is UTF-8; raise ``InvalidUtf8Error`` if not.
+    fn validate_utf8(&self) -> PyResult<()> {
+        Ok(self.core()?.validate_utf8()?)
+    }
+
+    /// ``(start, end)`` addresses of the first file's mapping: zero-copy buffers lie inside it.
+    fn map_address_range(&self) -> PyResult<(usize, usize)> {
+        let ranges = self.core()?.map_address_ranges();
+        Ok(ranges.first().map_or((0, 0), |r| (r.start, r.end)))
+    }
+
+    /// The column names of this corpus's batches.
+    #[getter]
+    fn columns(&self) -> PyResult<Vec<&'static str>> {
+        Ok(self.core()?.default_columns().iter().map(|c| c.name()).collect())
+    }
+
+    /// An empty batch with every column: the schema, for adapters.
+    fn _empty_batch(&self) -> PyResult<ArrowBatch> {
+        let core = self.core()?;
+        let schema = mmap_batcher::schema(&core.default_columns(), core.options().line_type);
+        Ok(ArrowBatch::new(arrow::array::RecordBatch::new_empty(schema), 0, 0))
+    }
+
+    /// The batches of epochs ``epochs[0]..epochs[1]`` × batches ``batches[0]..batches[1]``
+    /// (all shards), in serial order, as Arrow batches with ``columns``: the Polars scan's source.
+    #[pyo3(signature = (columns, epochs, batches))]
+    fn _scan(&self, columns: Vec<String>, epochs: (u64, u64), batches: (u64, u64)) -> PyResult<BatchIter> {
+        let core = self.core()?;
+        let cols = crate::arrow::columns(Some(columns), core.default_columns())?;
+        let units = Units { epochs: epochs.0..epochs.1, batches: batches.0..batches.1.min(core.num_batches()) };
+        let n = units.len();
+        let reads = cols.contains(&Column::Line);
+        let stream = BatchStream::with_filter(&core, (0..n).map(move |u| units.get(u)), None, reads);
+        Ok(BatchIter::new(stream, Output::Arrow { columns: cols, line: LineOut::View, compact: false }, None))
+    }
+
+    /// Epochs ``0..epochs`` as a table for datafusion-python:
+    /// ``SessionContext().register_table("lines", mmb.table(epochs=3))``.
+    #[pyo3(signature = (epochs=1))]
+    fn table(&self, epochs: u64) -> PyResult<crate::datafusion::Table> {
+        crate::datafusion::Table::new(self.core()?, epochs)
+    }
+
+    /// Release this object's reference to the maps. Live Arrow batches keep theirs.
+    fn close(&self) {
+        self.core.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: Bound<'_, PyTuple>) {
+        self.close();
+    }
+
+    fn __repr__(&self) -> String {
+        match self.core.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(c) => format!(
+                "MmapBatcher({:?}, batch_size={}, seed={}, {} lines)",
+                self.inputs[0].display().to_string(),
+                self.options.batch_size,
+                c.seed(),
+                c.num_lines()
+            ),
+            None => format!("MmapBatcher({:?}, closed)", self.inputs[0].display().to_string()),
+        }
+    }
+
+    /// Pickles the paths, options (with the seed in use), shard and position — never the
+    /// index or the data; the receiving process maps the files (and their index files) again.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let me = slf.get();
+        use std::os::unix::ffi::OsStrExt;
+        let paths = PyList::new(py, me.inputs.iter().map(|p| PyBytes::new(py, p.as_os_str().as_bytes())))?;
+        let options = serde_json::to_string(&me.options)?;
+        let p = me.parts;
+        let c = lock(&me.cursor).clone();
+        let base = serde_json::to_string(&c.base)?;
+        let restore = py.import(intern!(py, "mmap_batcher._native"))?.getattr(intern!(py, "_restore_batcher"))?;
+        let args = (paths, options, (p.rank, p.world_size, p.worker_id, p.num_workers), (c.epoch, base, c.done), me.output_name.clone());
+        Ok((restore, args.into_pyobject(py)?))
+    }
+}
+
+/// Unpickles a [`MmapBatcher`].
+#[pyfunction]
+pub fn _restore_batcher(
+    py: Python<'_>,
+    paths: Vec<Vec<u8>>,
+    options: &str,
+    parts: (u64, u64, u64, u64),
+    cursor: (u64, String, u64),
+    output: &str,
+) -> PyResult<MmapBatcher> {
+    use std::os::unix::ffi::OsStrExt;
+    let inputs: Vec<PathBuf> = paths.iter().map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))).collect();
+    let options: Options = serde_json::from_str(options)?;
+    let cancel = PyCancel::new();
+    let core = py.detach(|| Batcher::open_with(&inputs, options.clone(), &|_| {}, &cancel))?;
+    let output_value = MmapBatcher::output_of(output, core.default_columns())?;
+    let base: Served = serde_json::from_str(&cursor.1)?;
+    Ok(MmapBatcher {
+        core: RwLock::new(Some(core)),
+        inputs,
+        options,
+        parts: ShardParts { rank: parts.0, world_size: parts.1, worker_id: parts.2, num_workers: parts.3 },
+        output: output_value,
+        output_name: output.to_string(),
+        cursor: Arc::new(Mutex::new(Cursor { epoch: cursor.0, base, done: cursor.2 })),
+    })
+}
+

@@ -1,0 +1,149 @@
+//! `Epoch`: one epoch's fixed order, cut into batches, as seen by one shard.
+
+use mmap_batcher::{BatchStream, Served, Shard, ShardPlan};
+use pyo3::prelude::*;
+use pyo3::types::PyCapsule;
+
+use crate::arrow::{columns, stream_capsule, ArrowBatch, LineOut};
+use crate::error::PyResult;
+use crate::iter::{BatchIter, Output};
+
+/// One epoch: a fixed order of the kept lines, cut into batches (this shard's only).
+#[pyclass(module = "mmap_batcher._native", frozen)]
+pub struct Epoch {
+    epoch: mmap_batcher::Epoch,
+    plan: ShardPlan,
+    /// Batches of the plan already served (a resumed epoch).
+    done: u64,
+}
+
+impl Epoch {
+    pub fn new(epoch: mmap_batcher::Epoch, shard: Shard, base: Served, done: u64) -> Self {
+        let plan = epoch.shard_plan(shard, base);
+        Epoch { epoch, plan, done }
+    }
+
+    fn stream(&self, read_lines: bool) -> BatchStream {
+        let plan = self.plan.clone();
+        let e = self.epoch.number();
+        let units = (self.done..plan.len()).filter_map(move |i| plan.get(i)).map(move |b| (e, b));
+        BatchStream::with_filter(self.epoch.batcher(), units, None, read_lines)
+    }
+}
+
+/// A [`RecordBatchReader`](arrow::array::RecordBatchReader) over an epoch's batches.
+struct Reader {
+    stream: BatchStream,
+    columns: Vec<mmap_batcher::Column>,
+    line: LineOut,
+    schema: arrow::datatypes::SchemaRef,
+}
+
+impl Iterator for Reader {
+    type Item = Result<arrow::array::RecordBatch, arrow::error::ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let ready = self.stream.next()?;
+        let rb = ready.and_then(|r| r.to_record_batch(&self.columns)).map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)));
+        Some(rb.and_then(|rb| self.line.apply(rb, false).map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(std::io::Error::other(PyErr::from(e).to_string()))))))
+    }
+}
+
+impl arrow::array::RecordBatchReader for Reader {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+}
+
+#[pymethods]
+impl Epoch {
+    /// The epoch number.
+    #[getter]
+    fn number(&self) -> u64 {
+        self.epoch.number()
+    }
+
+    /// The epoch number (same as ``number``).
+    #[getter]
+    fn index(&self) -> u64 {
+        self.epoch.number()
+    }
+
+    /// Batches in the whole epoch (all shards).
+    #[getter]
+    fn num_batches(&self) -> u64 {
+        self.epoch.num_batches()
+    }
+
+    /// The batch numbers this shard serves, in order.
+    #[getter]
+    fn batch_ids(&self) -> Vec<u64> {
+        (self.done..self.plan.len()).filter_map(|i| self.plan.get(i)).collect()
+    }
+
+    /// Number of batches this shard serves.
+    fn __len__(&self) -> usize {
+        usize::try_from(self.plan.len().saturating_sub(self.done)).unwrap_or(usize::MAX)
+    }
+
+    /// Each batch as ``list[bytes]``, lines with their terminator. Works on any bytes.
+    /// The next batch is prepared on a helper thread while the caller works on this one.
+    fn batches(&self) -> BatchIter {
+        BatchIter::new(self.stream(true), Output::Bytes, None)
+    }
+
+    fn __iter__(&self) -> BatchIter {
+        self.batches()
+    }
+
+    /// Each batch as an ``ArrowBatch`` (``line``, ``line_number``, ``byte_offset``,
+    /// ``epoch``, ``batch``, and ``file`` for several files).
+    ///
+    /// The ``line`` views point into the map: pass the batch to ``pyarrow.record_batch``
+    /// or ``polars.DataFrame`` to use it without copying. ``compact=True`` copies only the
+    /// referenced bytes (for consumers that account memory by buffer size);
+    /// ``line_type="large"`` gives ``large_string``/``large_binary`` for consumers without
+    /// view support. Raises ``InvalidUtf8Error`` on the string path if a served line is
+    /// not UTF-8.
+    #[pyo3(signature = (columns=None, *, compact=false, line_type="view"))]
+    fn record_batches(&self, columns: Option<Vec<String>>, compact: bool, line_type: &str) -> PyResult<BatchIter> {
+        let cols = crate::arrow::columns(columns, self.epoch.batcher().default_columns())?;
+        let reads = cols.contains(&mmap_batcher::Column::Line);
+        Ok(BatchIter::new(self.stream(reads), Output::Arrow { columns: cols, line: LineOut::parse(line_type)?, compact }, None))
+    }
+
+    /// Each batch as a ``polars.DataFrame`` (zero-copy import of the Arrow batch).
+    #[pyo3(signature = (columns=None))]
+    fn dataframes(&self, columns: Option<Vec<String>>) -> PyResult<BatchIter> {
+        let cols = crate::arrow::columns(columns, self.epoch.batcher().default_columns())?;
+        let reads = cols.contains(&mmap_batcher::Column::Line);
+        Ok(BatchIter::new(self.stream(reads), Output::Polars { columns: cols }, None))
+    }
+
+    /// Batch ``b`` of the epoch (any shard's) as an ``ArrowBatch``.
+    #[pyo3(signature = (b, columns=None, *, compact=false))]
+    fn batch(&self, py: Python<'_>, b: u64, columns: Option<Vec<String>>, compact: bool) -> PyResult<ArrowBatch> {
+        let cols = crate::arrow::columns(columns, self.epoch.batcher().default_columns())?;
+        let batch = self
+            .epoch
+            .batch(b)
+            .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err(format!("batch {b} out of range for {} batches", self.epoch.num_batches())))?;
+        let rb = py.detach(|| batch.to_record_batch_with(&cols))?;
+        let rb = LineOut::View.apply(rb, compact)?;
+        Ok(ArrowBatch::new(rb, self.epoch.number(), b))
+    }
+
+    /// This shard's batches as one Arrow stream (zero-copy views), so ``pyarrow``,
+    /// ``polars.from_arrow`` and DuckDB read an epoch directly.
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyCapsule>>) -> PyResult<Bound<'py, PyAny>> {
+        let cols = columns(None, self.epoch.batcher().default_columns())?;
+        let schema = mmap_batcher::schema(&cols, self.epoch.batcher().options().line_type);
+        let reader = Reader { stream: self.stream(true), columns: cols, line: LineOut::View, schema };
+        stream_capsule(py, Box::new(reader), requested_schema)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Epoch(number={}, batches={})", self.epoch.number(), self.__len__())
+    }
+}

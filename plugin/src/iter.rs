@@ -1,0 +1,115 @@
+//! Iterating batches from Python: a [`BatchStream`] read with the GIL released, waiting in
+//! short slices so that Ctrl-C interrupts, each batch handed out as `list[bytes]`, an
+//! [`ArrowBatch`] or a `polars.DataFrame`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mmap_batcher::{BatchStream, Column, Served, Wait};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::arrow::{ArrowBatch, LineOut};
+use crate::error::PyResult;
+
+/// What each batch is handed out as.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// `list[bytes]`, lines with their terminators (the original API).
+    Bytes,
+    /// [`ArrowBatch`] with these columns.
+    Arrow { columns: Vec<Column>, line: LineOut, compact: bool },
+    /// `polars.DataFrame` with these columns.
+    Polars { columns: Vec<Column> },
+}
+
+/// Where a batcher's own iteration is: the epoch, what of it was served before the
+/// current plan started, and how many batches of the plan were handed out.
+#[derive(Debug, Clone, Default)]
+pub struct Cursor {
+    pub epoch: u64,
+    pub base: Served,
+    pub done: u64,
+}
+
+/// Locks a mutex, ignoring poisoning (the data is plain counters and handles).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An iterator of batches.
+#[pyclass(module = "mmap_batcher._native", frozen)]
+pub struct BatchIter {
+    /// Taken out while waiting (a stream may move across threads but not be shared).
+    stream: Mutex<Option<BatchStream>>,
+    output: Output,
+    /// The batcher's cursor, advanced batch by batch, and to the next epoch at the end.
+    cursor: Option<Arc<Mutex<Cursor>>>,
+}
+
+impl BatchIter {
+    pub fn new(stream: BatchStream, output: Output, cursor: Option<Arc<Mutex<Cursor>>>) -> Self {
+        BatchIter { stream: Mutex::new(Some(stream)), output, cursor }
+    }
+
+    fn convert<'py>(&self, py: Python<'py>, ready: mmap_batcher::Ready) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match &self.output {
+            Output::Bytes => PyList::new(py, ready.located.raw_lines().map(|l| PyBytes::new(py, l)))?.into_any(),
+            Output::Arrow { columns, line, compact } => {
+                let rb = py.detach(|| ready.to_record_batch(columns))?;
+                let rb = line.apply(rb, *compact)?;
+                Bound::new(py, ArrowBatch::new(rb, ready.batch.epoch(), ready.batch.number()))?.into_any()
+            }
+            Output::Polars { columns } => {
+                let rb = py.detach(|| ready.to_record_batch(columns))?;
+                let batch = Bound::new(py, ArrowBatch::new(rb, ready.batch.epoch(), ready.batch.number()))?;
+                py.import(intern!(py, "polars"))?.getattr(intern!(py, "DataFrame"))?.call1((batch,))?
+            }
+        })
+    }
+}
+
+#[pymethods]
+impl BatchIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let mut slot = lock(&self.stream);
+        let Some(mut stream) = slot.take() else { return Ok(None) };
+        loop {
+            let (back, wait) = py.detach(move || {
+                let w = stream.wait(Duration::from_millis(100));
+                (stream, w)
+            });
+            stream = back;
+            match wait {
+                Wait::Pending => {
+                    if let Err(e) = py.check_signals() {
+                        *slot = Some(stream);
+                        return Err(e.into());
+                    }
+                }
+                Wait::Done => {
+                    if let Some(c) = &self.cursor {
+                        let mut c = lock(c);
+                        *c = Cursor { epoch: c.epoch + 1, base: Served::NONE, done: 0 };
+                    }
+                    return Ok(None);
+                }
+                Wait::Batch(ready) => {
+                    // After an error the stream is over, and the epoch is not finished.
+                    let ready = ready?;
+                    *slot = Some(stream);
+                    let out = self.convert(py, ready)?;
+                    if let Some(c) = &self.cursor {
+                        lock(c).done += 1;
+                    }
+                    return Ok(Some(out));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Python arguments turned into the core's [`Options`] and inputs. Only conversions live
+//! here (a `str` comment character to a byte, `shuffle=True` to a mode); every range
+//! check is `Options::validate`'s, in the core.
+
+use std::path::PathBuf;
+
+use mmap_batcher::{IndexCache, IoPolicy, LineType, Options, Shard, Shuffle};
+use pyo3::prelude::*;
+use pyo3::BoundObject;
+use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
+
+use crate::error::{option_error, PyResult};
+
+/// A keyword argument that may be missing (then its default applies) — unlike
+/// `Option`, an explicit `None` is kept as given (`comment_char=None` turns comments off).
+pub enum Arg<'py> {
+    /// Not passed.
+    Missing,
+    /// Passed, possibly as `None`.
+    Given(Bound<'py, PyAny>),
+}
+
+impl<'py> FromPyObject<'_, 'py> for Arg<'py> {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'_, 'py, PyAny>) -> Result<Self, Self::Error> {
+        Ok(Arg::Given(obj.to_owned()))
+    }
+}
+
+impl<'py> Arg<'py> {
+    /// The value passed, or `default` converted.
+    pub fn or(self, py: Python<'py>, default: impl IntoPyObject<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Arg::Given(v) => Ok(v),
+            Arg::Missing => Ok(default.into_pyobject(py).map_err(Into::into)?.into_any().into_bound()),
+        }
+    }
+}
+
+/// An integer argument: a Python `int` (not a `bool`) that fits, else a `ValueError`-kind
+/// error naming the argument.
+pub fn int_arg(name: &str, v: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
+        return Err(option_error(format!("{name} must be an integer, got {}", v.repr().map_or_else(|_| "?".into(), |r| r.to_string()))));
+    }
+    v.extract::<u64>().map_err(|_| option_error(format!("{name} must be an integer in [0, 2**64), got {v}")))
+}
+
+/// One path: `str`, `bytes` or `os.PathLike`.
+fn path_arg(v: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    if let Ok(b) = v.cast::<PyBytes>() {
+        use std::os::unix::ffi::OsStrExt;
+        return Ok(PathBuf::from(std::ffi::OsStr::from_bytes(b.as_bytes())));
+    }
+    let p: PathBuf = v.extract().map_err(|_| option_error(format!("a path must be str, bytes or os.PathLike, got {}", v.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string()))))?;
+    if p.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(option_error(format!("a path cannot contain a NUL byte: {p:?}")));
+    }
+    Ok(p)
+}
+
+/// The inputs: a path, a glob, or a sequence of them, expanded into files.
+pub fn inputs(v: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
+    let single = v.is_instance_of::<PyString>() || v.is_instance_of::<PyBytes>() || v.hasattr("__fspath__")?;
+    let items: Vec<PathBuf> = if single {
+        vec![path_arg(v)?]
+    } else {
+        let iter = v.try_iter().map_err(|_| option_error("filename must be a path, a glob or a sequence of them"))?;
+        iter.map(|item| path_arg(&item?)).collect::<PyResult<_>>()?
+    };
+    Ok(mmap_batcher::expand_inputs(&items)?)
+}
+
+/// The comment character: one ASCII `str` character, one byte, or `None`.
+pub fn comment_byte(v: &Bound<'_, PyAny>) -> PyResult<Option<u8>> {
+    if v.is_none() {
+        return Ok(None);
+    }
+    if let Ok(s) = v.extract::<String>() {
+        let mut chars = s.chars();
+        return match (chars.next(), chars.next()) {
+            (Some(c), None) => Ok(Some(Options::comment_byte(c)?)),
+            _ => Err(option_error(format!("comment_char must be one ASCII character or None, got {s:?}"))),
+        };
+    }
+    match v.cast::<PyBytes>() {
+        Ok(b) if b.as_bytes().len() == 1 => Ok(Some(b.as_bytes()[0])),
+        _ => Err(option_error(format!("comment_char must be one ASCII character or None, got {v}"))),
+    }
+}
+
+/// `shuffle`: `True`/`False` or `"global"`, `"block"`, `"none"`.
+pub fn shuffle(v: &Bound<'_, PyAny>, block: u64, window: u64) -> PyResult<Shuffle> {
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(if b.is_true() { Shuffle::Global } else { Shuffle::None });
+    }
+    match v.extract::<String>().ok().as_deref() {
+        Some("global") => Ok(Shuffle::Global),
+        Some("block") => Ok(Shuffle::Block { block_bytes: block, window_blocks: window }),
+        Some("none") => Ok(Shuffle::None),
+        _ => Err(option_error(format!("shuffle must be True, False, 'global', 'block' or 'none', got {v}"))),
+    }
+}
+
+/// `io`: `"auto"`, `"cached"` or `"disk"`.
+pub fn io(v: &str) -> PyResult<IoPolicy> {
+    match v {
+        "auto" => Ok(IoPolicy::Auto),
+        "cached" => Ok(IoPolicy::Cached),
+        "disk" => Ok(IoPolicy::Disk),
+        _ => Err(option_error(format!("io must be 'auto', 'cached' or 'disk', got {v:?}"))),
+    }
+}
+
+/// Every keyword of the constructor, as the core's options and the shard.
+pub struct Args<'py> {
+    pub batch_size: Bound<'py, PyAny>,
+    pub shuffle: Bound<'py, PyAny>,
+    pub ignore_leftovers: bool,
+    pub skip_blank_lines: bool,
+    pub comment_char: Bound<'py, PyAny>,
+    pub seed: Option<Bound<'py, PyAny>>,
+    pub keep_terminator: bool,
+    pub binary: bool,
+    pub shuffle_block: Bound<'py, PyAny>,
+    pub shuffle_window: Bound<'py, PyAny>,
+    pub even_shards: bool,
+    pub index_cache: bool,
+    pub index_path: Option<Bound<'py, PyAny>>,
+    pub io: String,
+    pub max_open_files: Bound<'py, PyAny>,
+    pub worker_id: Bound<'py, PyAny>,
+    pub num_workers: Bound<'py, PyAny>,
+    pub rank: Bound<'py, PyAny>,
+    pub world_size: Bound<'py, PyAny>,
+}
+
+impl Args<'_> {
+    pub fn options(&self) -> PyResult<Options> {
+        let block = int_arg("shuffle_block", &self.shuffle_block)?;
+        let window = int_arg("shuffle_window", &self.shuffle_window)?;
+        let options = Options {
+            batch_size: usize::try_from(int_arg("batch_size", &self.batch_size)?).map_err(|_| option_error("batch_size is too large"))?,
+            shuffle: shuffle(&self.shuffle, block, window)?,
+            ignore_leftovers: self.ignore_leftovers,
+            even_shards: self.even_shards,
+            skip_blank_lines: self.skip_blank_lines,
+            comment_char: comment_byte(&self.comment_char)?,
+            seed: self.seed.as_ref().map(|s| int_arg("seed", s)).transpose()?,
+            keep_terminator: self.keep_terminator,
+            line_type: if self.binary { LineType::Binary } else { LineType::Utf8 },
+            index_cache: match (&self.index_path, self.index_cache) {
+                (Some(p), _) => IndexCache::Path(path_arg(p)?),
+                (None, true) => IndexCache::Auto,
+                (None, false) => IndexCache::Off,
+            },
+            io: io(&self.io)?,
+            max_open_files: usize::try_from(int_arg("max_open_files", &self.max_open_files)?).map_err(|_| option_error("max_open_files is too large"))?,
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    pub fn shard(&self) -> PyResult<Shard> {
+        Ok(Shard::of(
+            int_arg("rank", &self.rank)?,
+            int_arg("world_size", &self.world_size)?,
+            int_arg("worker_id", &self.worker_id)?,
+            int_arg("num_workers", &self.num_workers)?,
+        )?)
+    }
+}

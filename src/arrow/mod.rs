@@ -1,0 +1,159 @@
+//! The Arrow side: the columns and schema of a batch, zero-copy view arrays over the map
+//! ([`views`], the only `unsafe` here), and the copies made when a batch must own its
+//! bytes ([`compact`], [`to_large`]).
+
+#[allow(unsafe_code)]
+mod views;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BinaryViewArray, RecordBatch, RecordBatchOptions, StringViewArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+
+use crate::options::LineType;
+pub(crate) use views::{line_array, Utf8Checked, Windows};
+
+/// The columns a batch can carry, in schema order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Column {
+    /// The line's bytes (`Utf8View` or `BinaryView`).
+    Line,
+    /// 1-based physical line number in its file, as `grep -n` prints it.
+    LineNumber,
+    /// Byte offset of the line's start in its file.
+    ByteOffset,
+    /// The epoch the row was served in.
+    Epoch,
+    /// The batch of that epoch the row was served in.
+    Batch,
+    /// The file the line is in (dictionary-encoded path); in the default columns of
+    /// corpora of several files only.
+    File,
+}
+
+impl Column {
+    /// The columns of a single-file corpus, in schema order.
+    pub const ALL: [Column; 5] = [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch];
+
+    /// The default columns of a corpus of `files` files.
+    pub fn defaults(files: usize) -> Vec<Column> {
+        let mut c = Self::ALL.to_vec();
+        if files > 1 {
+            c.push(Column::File);
+        }
+        c
+    }
+
+    /// The column's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::Line => "line",
+            Column::LineNumber => "line_number",
+            Column::ByteOffset => "byte_offset",
+            Column::Epoch => "epoch",
+            Column::Batch => "batch",
+            Column::File => "file",
+        }
+    }
+
+    /// The column named `name`.
+    pub fn from_name(name: &str) -> Option<Column> {
+        [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch, Column::File]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+
+    /// The column's Arrow field.
+    pub fn field(self, line_type: LineType) -> Field {
+        let data_type = match self {
+            Column::Line => line_type.data_type(),
+            Column::File => DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
+            _ => DataType::UInt64,
+        };
+        Field::new(self.name(), data_type, false)
+    }
+}
+
+impl LineType {
+    /// The Arrow type of the `line` column.
+    pub fn data_type(self) -> DataType {
+        match self {
+            LineType::Utf8 => DataType::Utf8View,
+            LineType::Binary => DataType::BinaryView,
+        }
+    }
+}
+
+/// The schema of batches carrying `columns`.
+pub fn schema(columns: &[Column], line_type: LineType) -> SchemaRef {
+    Arc::new(Schema::new(columns.iter().map(|c| c.field(line_type)).collect::<Vec<_>>()))
+}
+
+/// Copies the referenced line bytes of every view column into fresh, compact buffers.
+///
+/// A zero-copy batch reports its whole map window as its memory size (about 1 GB for a
+/// 1,024-row batch of a 1 GB file), writes that window whole to Arrow IPC and pickles it
+/// whole. Use this before handing a batch to anything that must own its data or accounts
+/// memory by buffer size: a query engine that buffers rows, a spill file, a network, a
+/// `DataLoader` worker's pipe. A compact batch no longer depends on the file at all.
+///
+/// ```
+/// # use std::io::Write;
+/// # let mut f = tempfile::NamedTempFile::new().unwrap();
+/// # for i in 0..20_000 { writeln!(f, "line number {i} with some padding").unwrap(); }
+/// use arrow::array::Array;
+/// let o = mmap_batcher::Options { index_cache: mmap_batcher::IndexCache::Off, ..Default::default() };
+/// let b = mmap_batcher::Batcher::open(f.path(), o).unwrap();
+/// let batch = b.epoch(0).unwrap().batch(0).unwrap().to_record_batch().unwrap();
+/// let small = mmap_batcher::compact(&batch);
+/// assert_eq!(small.column(0).as_ref(), batch.column(0).as_ref()); // same values
+/// assert!(small.get_array_memory_size() < batch.get_array_memory_size() / 5);
+/// ```
+pub fn compact(batch: &RecordBatch) -> RecordBatch {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|col| {
+            if let Some(a) = col.as_any().downcast_ref::<StringViewArray>() {
+                Arc::new(a.gc()) as ArrayRef
+            } else if let Some(a) = col.as_any().downcast_ref::<BinaryViewArray>() {
+                Arc::new(a.gc()) as ArrayRef
+            } else {
+                col.clone()
+            }
+        })
+        .collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    // Same schema, same row count, arrays of the same types: this cannot fail.
+    RecordBatch::try_new_with_options(batch.schema(), columns, &options).unwrap_or_else(|_| batch.clone())
+}
+
+/// The schema with view columns as `LargeUtf8` / `LargeBinary`: for readers without view
+/// support (DuckDB's and Ray's pandas conversions, older Arrow).
+pub fn large_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::LargeUtf8),
+            DataType::BinaryView => f.as_ref().clone().with_data_type(DataType::LargeBinary),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` with its view columns cast to `LargeUtf8` / `LargeBinary` (one copy of the
+/// line bytes, owned by the result).
+pub fn to_large(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = large_schema(batch.schema_ref());
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { arrow::compute::cast(c, f.data_type()) })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema, columns, &options)
+}

@@ -1,0 +1,180 @@
+//! Zero-copy `Utf8View` / `BinaryView` arrays whose data buffers are windows of the map.
+//!
+//! A view longer than 12 bytes names a data buffer and an offset in it. Our data buffers
+//! are *windows* of a file's map, each at most `i32::MAX` bytes (the most pyarrow and the
+//! C data interface address in one buffer) and each ending on a line end, so every kept
+//! line lies wholly inside one window. A file of up to 2 GiB is one window.
+//!
+//! # Safety argument
+//! [`line_array`] builds the arrays with `new_unchecked`, skipping Arrow's validation
+//! (which re-reads every line: about 0.4 s per epoch of the 1 GB benchmark corpus). It is
+//! sound because every view is made here, from the bytes it describes, with an offset and
+//! length checked to lie inside the window it names; and a `Utf8View` array is built only
+//! with a [`Utf8Checked`], whose one constructor checks, for every file the batch reads,
+//! that its index found every served line UTF-8 and that the file is unchanged since
+//! (one `fstat` each). See `source::map` for what a concurrent writer can still do.
+
+use std::sync::Arc;
+
+use arrow::array::builder::make_view;
+use arrow::array::{ArrayRef, BinaryViewArray, StringViewArray};
+use arrow::buffer::{Buffer, ScalarBuffer};
+
+use crate::corpus::OpenFile;
+use crate::error::{Error, Result};
+use crate::index::{LineIndex, LineSpan, Utf8Verdict, MAX_LINE_LEN};
+use crate::options::LineType;
+use crate::source::SourceFile;
+
+/// A file's map cut into view data buffers.
+#[derive(Debug)]
+pub(crate) struct Windows {
+    starts: Vec<u64>,
+    buffers: Vec<Buffer>,
+}
+
+impl Windows {
+    /// Greedy windows: each starts at a kept line and takes as many whole kept lines as fit.
+    pub(crate) fn new(source: &SourceFile, index: &LineIndex) -> Self {
+        let bytes = source.bytes();
+        let file_len = bytes.len() as u64;
+        let mut starts = Vec::new();
+        let mut buffers = Vec::new();
+        if file_len <= MAX_LINE_LEN {
+            if let Some(b) = source.window(0..file_len as usize) {
+                starts.push(0);
+                buffers.push(b);
+            }
+            return Windows { starts, buffers };
+        }
+        let n = index.len();
+        let mut k = 0;
+        while k < n {
+            let start = index.start(k);
+            // Every line is at most MAX_LINE_LEN long, so at least line k fits.
+            let (mut lo, mut hi) = (k + 1, n);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if index.span(mid, bytes).end - start <= MAX_LINE_LEN {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            let end = index.span(lo - 1, bytes).end.max(start + 1).min(file_len);
+            if let Some(b) = source.window(start as usize..end as usize) {
+                starts.push(start);
+                buffers.push(b);
+            }
+            k = lo;
+        }
+        Windows { starts, buffers }
+    }
+
+    /// (window, offset inside it) of a line starting at `start`.
+    #[inline]
+    fn locate(&self, start: u64) -> (usize, u64) {
+        let w = if self.starts.len() == 1 { 0 } else { self.starts.partition_point(|&s| s <= start).saturating_sub(1) };
+        (w, start - self.starts.get(w).copied().unwrap_or(0))
+    }
+}
+
+/// Proof that every line a batch serves as a string is UTF-8 in the file version that is
+/// mapped. Made only by [`Utf8Checked::check`].
+pub(crate) struct Utf8Checked(());
+
+impl Utf8Checked {
+    /// Checks that each of `files` is unchanged since it was indexed and that its index
+    /// found every served line UTF-8.
+    pub(crate) fn check<'a>(files: impl IntoIterator<Item = &'a OpenFile>) -> Result<Self> {
+        for f in files {
+            f.source.check_unchanged()?;
+            if let Utf8Verdict::Invalid { line_id, offset } = f.index.utf8() {
+                return Err(Error::InvalidUtf8 {
+                    path: f.source.path().to_path_buf(),
+                    line_number: f.index.line_number(line_id),
+                    byte_offset: offset,
+                });
+            }
+        }
+        Ok(Utf8Checked(()))
+    }
+}
+
+/// The Arrow view of `line`, at `offset` in data buffer `buffer`. A line over 12 bytes gets
+/// its length, first 4 bytes, buffer and offset (the Arrow spec's layout, little-endian)
+/// built here, inline: arrow's `make_view` is `#[inline(never)]`, and its calls were 4–8%
+/// of the epoch's samples in `perf record` of the core bench.
+#[inline]
+fn view(line: &[u8], buffer: u32, offset: u32) -> u128 {
+    match line.first_chunk::<4>() {
+        Some(prefix) if line.len() > 12 => {
+            (line.len() as u128) | (u32::from_le_bytes(*prefix) as u128) << 32 | (buffer as u128) << 64 | (offset as u128) << 96
+        }
+        _ => make_view(line, buffer, offset),
+    }
+}
+
+/// The `line` column of a batch: line `i` is `spans[i]` of `files[slots[i]]` (of
+/// `files[0]` when `slots` is empty). `utf8` is required for [`LineType::Utf8`].
+pub(crate) fn line_array(
+    files: &[Arc<OpenFile>],
+    slots: &[u32],
+    spans: &[LineSpan],
+    line_type: LineType,
+    keep_terminator: bool,
+    utf8: Option<&Utf8Checked>,
+) -> Result<ArrayRef> {
+    let mut bases = Vec::with_capacity(files.len());
+    let mut buffers = Vec::new();
+    for f in files {
+        bases.push(buffers.len() as u32);
+        buffers.extend(f.windows.buffers.iter().cloned());
+    }
+    let corrupt = |file: &OpenFile, span: &LineSpan| Error::CorruptIndex {
+        path: file.source.path().to_path_buf(),
+        reason: format!("line at offset {} does not fit its window", span.start),
+    };
+    let mut views = Vec::with_capacity(spans.len());
+    match (files, slots.is_empty()) {
+        // One file in one window (files under 2 GiB): offsets are file offsets.
+        ([file], true) if file.windows.buffers.len() == 1 => {
+            let bytes = file.source.bytes();
+            let window_len = file.windows.buffers[0].len();
+            for span in spans {
+                let range = span.served_range(keep_terminator);
+                let line = bytes.get(range).filter(|l| span.start as usize + l.len() <= window_len).ok_or_else(|| corrupt(file, span))?;
+                views.push(view(line, 0, span.start as u32));
+            }
+        }
+        _ => {
+            for (i, span) in spans.iter().enumerate() {
+                let slot = slots.get(i).copied().unwrap_or(0) as usize;
+                let file = &files[slot];
+                let range = span.served_range(keep_terminator);
+                let (w, offset) = file.windows.locate(span.start);
+                let fits = file.windows.buffers.get(w).is_some_and(|b| offset + (range.end - range.start) as u64 <= b.len() as u64);
+                let line = file.source.bytes().get(range).filter(|_| fits).ok_or_else(|| corrupt(file, span))?;
+                views.push(view(line, bases[slot] + w as u32, offset as u32));
+            }
+        }
+    }
+    let views = ScalarBuffer::from(views);
+    Ok(match (line_type, utf8) {
+        (LineType::Utf8, Some(_)) => {
+            // SAFETY: every view was made by `view` from the bytes of the window it names,
+            // with `offset + len` checked against that window's length above (so offsets,
+            // lengths and buffer indices are in bounds and prefixes match); the
+            // `Utf8Checked` proves those bytes are UTF-8 in this version of each file.
+            Arc::new(unsafe { StringViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
+        }
+        (LineType::Utf8, None) => {
+            return Err(Error::InvalidOption { message: "a string line column needs the UTF-8 check".into() })
+        }
+        (LineType::Binary, _) => {
+            // SAFETY: as above for offsets, lengths, buffer indices and prefixes; binary
+            // views make no promise about the bytes.
+            Arc::new(unsafe { BinaryViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
+        }
+    })
+}

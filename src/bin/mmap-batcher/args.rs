@@ -1,0 +1,165 @@
+//! The options every command that reads files shares, turned into [`Options`] once.
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use mmap_batcher::{Batcher, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle};
+
+use crate::error::{notice, CliError, CliResult};
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ShuffleMode {
+    /// A uniform permutation of all lines (random reads over the whole file).
+    Global,
+    /// Blocks in random order, lines shuffled within windows of blocks (streams files larger than memory).
+    Block,
+    /// File order.
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Io {
+    /// Cached if the files fit in half the memory this process may use, disk otherwise.
+    Auto,
+    /// Expect the files in the page cache.
+    Cached,
+    /// Expect page-cache misses: request reads ahead.
+    Disk,
+}
+
+/// Options of every command that reads files.
+#[derive(clap::Args)]
+pub struct FileArgs {
+    /// Lines per batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Number of epochs.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: u64,
+    /// Shuffle seed (printed on stderr when not given, so a run can be reproduced).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The order of each epoch.
+    #[arg(long, value_enum, default_value_t = ShuffleMode::Global)]
+    pub shuffle: ShuffleMode,
+    /// Serve lines in file order (same as --shuffle none).
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Block shuffle: bytes per block.
+    #[arg(long, default_value_t = Shuffle::DEFAULT_BLOCK_BYTES)]
+    pub shuffle_block: u64,
+    /// Block shuffle: blocks per window (lines are shuffled within a window).
+    #[arg(long, default_value_t = Shuffle::DEFAULT_WINDOW_BLOCKS)]
+    pub shuffle_window: u64,
+    /// Serve the last partial batch of each epoch instead of dropping it.
+    #[arg(long, conflicts_with = "drop_leftovers")]
+    pub keep_leftovers: bool,
+    /// Drop the last partial batch of each epoch.
+    #[arg(long)]
+    pub drop_leftovers: bool,
+    /// Serve whitespace-only lines too.
+    #[arg(long)]
+    pub keep_blank_lines: bool,
+    /// Lines starting with this ASCII character are comments and skipped.
+    #[arg(long, default_value = "#", conflicts_with = "no_comment_char")]
+    pub comment_char: char,
+    /// Serve lines starting with any character.
+    #[arg(long)]
+    pub no_comment_char: bool,
+    /// Keep the `\n` / `\r\n` at the end of each line in JSON and Arrow output.
+    #[arg(long)]
+    pub keep_terminator: bool,
+    /// Serve lines as binary (BinaryView) instead of UTF-8 strings (Utf8View).
+    #[arg(long)]
+    pub binary: bool,
+    /// Serve only shard I of N of every epoch (I/N, e.g. 0/4): N processes split each epoch exactly.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Give every shard the same number of batches (drops the remainder of each epoch's order).
+    #[arg(long)]
+    pub even_shards: bool,
+    /// Never read or write a persisted line index; index in memory at every run.
+    #[arg(long, conflicts_with = "index_path")]
+    pub no_index_cache: bool,
+    /// Read and write the line index at this path (one file only).
+    #[arg(long)]
+    pub index_path: Option<PathBuf>,
+    /// How reads are planned.
+    #[arg(long, value_enum, default_value_t = Io::Auto)]
+    pub io: Io,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("expected I/N, got {s:?}"))?;
+    let parse = |x: &str| x.trim().parse::<u64>().map_err(|e| format!("{x:?}: {e}"));
+    Shard::new(parse(i)?, parse(n)?).map_err(|e| e.to_string())
+}
+
+impl FileArgs {
+    /// The options these arguments ask for; `keep_leftovers_by_default` for commands that
+    /// should see every line (sql).
+    pub fn options(&self, keep_leftovers_by_default: bool) -> CliResult<Options> {
+        let comment_char = if self.no_comment_char { None } else { Some(Options::comment_byte(self.comment_char)?) };
+        let shuffle = match (self.no_shuffle, self.shuffle) {
+            (true, _) | (_, ShuffleMode::None) => Shuffle::None,
+            (_, ShuffleMode::Global) => Shuffle::Global,
+            (_, ShuffleMode::Block) => Shuffle::Block { block_bytes: self.shuffle_block, window_blocks: self.shuffle_window },
+        };
+        let options = Options {
+            batch_size: self.batch_size,
+            shuffle,
+            ignore_leftovers: if keep_leftovers_by_default { self.drop_leftovers } else { !self.keep_leftovers },
+            even_shards: self.even_shards,
+            skip_blank_lines: !self.keep_blank_lines,
+            comment_char,
+            seed: self.seed,
+            keep_terminator: self.keep_terminator,
+            line_type: if self.binary { LineType::Binary } else { LineType::Utf8 },
+            index_cache: match (&self.index_path, self.no_index_cache) {
+                (Some(p), _) => IndexCache::Path(p.clone()),
+                (None, true) => IndexCache::Off,
+                (None, false) => IndexCache::Auto,
+            },
+            io: match self.io {
+                Io::Auto => IoPolicy::Auto,
+                Io::Cached => IoPolicy::Cached,
+                Io::Disk => IoPolicy::Disk,
+            },
+            ..Options::default()
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// The shard to serve.
+    pub fn shard(&self) -> Shard {
+        self.shard.unwrap_or(Shard::WHOLE)
+    }
+}
+
+/// Expands `inputs` (paths, globs, `-`) and opens them as one corpus, drawing a progress
+/// bar on stderr while indexing large files when stderr is a terminal, and printing the
+/// open's notices and the seed it picked.
+pub fn open(inputs: &[String], options: Options) -> CliResult<Batcher> {
+    let paths = mmap_batcher::expand_inputs(inputs)?;
+    if matches!(options.index_cache, IndexCache::Path(_)) && paths.len() > 1 {
+        return Err(CliError::Usage("--index-path names the index of one file; several were given".into()));
+    }
+    let total: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let bar = crate::output::progress_bar(total, "indexing", true);
+    let batcher = match &bar {
+        Some(bar) => Batcher::open_with(&paths, options.clone(), &|n| bar.inc(n), &mmap_batcher::NeverCancel),
+        None => Batcher::open_many(&paths, options.clone()),
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let batcher = batcher?;
+    for n in batcher.notices() {
+        notice(n);
+    }
+    if options.seed.is_none() && options.shuffle.is_shuffled() {
+        notice(&format!("seed {} (pass --seed {} to reproduce this run)", batcher.seed(), batcher.seed()));
+    }
+    Ok(batcher)
+}

@@ -1,0 +1,176 @@
+//! `mmap-batcher batches`: print every batch, resumably.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use mmap_batcher::state::State;
+use mmap_batcher::{BatchStream, Served};
+
+use crate::args::{open, FileArgs};
+use crate::error::{CliError, CliResult};
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// `[b'one\n', b'two\n']` per batch and a line of dashes after each epoch.
+    Python,
+    /// `{"epoch":0,"batch":0,"line_numbers":[..],"lines":[..]}` per batch (lines must be UTF-8).
+    Jsonl,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The line files (paths or globs; - for standard input), served as one corpus.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    #[command(flatten)]
+    files: FileArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Python)]
+    format: Format,
+    /// Resume from the state saved by an earlier run's --state-out (same files and options).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Save the resume state here (atomically, after the output it covers is flushed).
+    #[arg(long)]
+    state_out: Option<PathBuf>,
+    /// Save the state every N batches (1: after every batch, exact after kill -9).
+    #[arg(long, default_value_t = 1, requires = "state_out")]
+    state_every: u64,
+}
+
+/// Python's `repr()` of a `bytes` value, so output reads like the original README.
+fn py_bytes_repr(bytes: &[u8], s: &mut String) {
+    let quote = if bytes.contains(&b'\'') && !bytes.contains(&b'"') { '"' } else { '\'' };
+    s.push('b');
+    s.push(quote);
+    for &b in bytes {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            b'\'' if quote == '\'' => s.push_str("\\'"),
+            b'\t' => s.push_str("\\t"),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s.push(quote);
+}
+
+fn write_state(path: &Path, state: &State) -> CliResult {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let json = serde_json::to_vec(state).map_err(|e| CliError::Usage(format!("state: {e}")))?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn run(a: Args) -> CliResult {
+    if a.format == Format::Jsonl && a.files.binary {
+        return Err(CliError::Usage("--format jsonl prints lines as JSON strings; use --format python for arbitrary bytes".into()));
+    }
+    let options = a.files.options(false)?;
+    let keep_terminator = options.keep_terminator;
+    let batcher = open(&a.inputs, options)?;
+    if a.format == Format::Jsonl {
+        batcher.validate_utf8().map_err(|e| CliError::Usage(format!("{e} (--format jsonl prints strings; use --format python)")))?;
+    }
+    let shard = a.files.shard();
+    let (mut epoch, mut base, mut done) = match &a.resume {
+        Some(path) => {
+            let text = std::fs::read(path).map_err(|e| mmap_batcher::Error::Io { path: path.clone(), source: e })?;
+            let state: State = serde_json::from_slice(&text).map_err(|e| CliError::Usage(format!("{}: not a resume state: {e}", path.display())))?;
+            batcher.resume_point(&state, shard)?
+        }
+        None => (0, Served::NONE, 0),
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let fresh = mmap_batcher::ShardPlan::new(batcher.num_batches(), Served::NONE, shard, batcher.options().even_shards).len();
+    let first = mmap_batcher::ShardPlan::new(batcher.num_batches(), base.clone(), shard, batcher.options().even_shards).len();
+    let total = if epoch < a.files.epochs { first.saturating_sub(done) + (a.files.epochs - epoch - 1).saturating_mul(fresh) } else { 0 };
+    let bar = crate::output::progress_bar(total, "batches", false);
+    let mut line = String::new();
+    let mut since_save = 0;
+    while epoch < a.files.epochs {
+        let ep = batcher.epoch(epoch)?;
+        let plan = ep.shard_plan(shard, base.clone());
+        let e = epoch;
+        let units = (done..plan.len()).filter_map(move |i| plan.get(i)).map(move |b| (e, b));
+        for ready in BatchStream::new(&batcher, units) {
+            let ready = ready?;
+            line.clear();
+            match a.format {
+                Format::Python => {
+                    line.push('[');
+                    for (i, l) in ready.located.raw_lines().enumerate() {
+                        if i > 0 {
+                            line.push_str(", ");
+                        }
+                        py_bytes_repr(l, &mut line);
+                    }
+                    line.push(']');
+                }
+                Format::Jsonl => {
+                    let lines = ready
+                        .located
+                        .lines(keep_terminator)
+                        .map(|l| std::str::from_utf8(l).map_err(|e| CliError::Usage(format!("a line is not UTF-8: {e}"))))
+                        .collect::<CliResult<Vec<&str>>>()?;
+                    let obj = serde_json::json!({
+                        "epoch": ready.batch.epoch(),
+                        "batch": ready.batch.number(),
+                        "line_numbers": ready.located.line_numbers().collect::<Vec<u64>>(),
+                        "lines": lines,
+                    });
+                    line.push_str(&obj.to_string());
+                }
+            }
+            writeln!(out, "{line}")?;
+            done += 1;
+            since_save += 1;
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+            if let Some(path) = &a.state_out {
+                if since_save >= a.state_every {
+                    out.flush()?;
+                    write_state(path, &batcher.state(epoch, base.clone(), shard, done)?)?;
+                    since_save = 0;
+                }
+            }
+        }
+        if a.format == Format::Python {
+            writeln!(out, "{}", "-".repeat(40))?;
+        }
+        epoch += 1;
+        base = Served::NONE;
+        done = 0;
+    }
+    out.flush()?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(path) = &a.state_out {
+        write_state(path, &batcher.state(epoch, Served::NONE, shard, 0)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_repr_matches_python() {
+        let r = |b: &[u8]| {
+            let mut s = String::new();
+            super::py_bytes_repr(b, &mut s);
+            s
+        };
+        assert_eq!(r(b"one\n"), r"b'one\n'");
+        assert_eq!(r(b"it's"), r#"b"it's""#);
+        assert_eq!(r(b"'\""), r#"b'\'"'"#);
+        assert_eq!(r(b"a\\\x00\xff\t\r"), r"b'a\\\x00\xff\t\r'");
+    }
+}

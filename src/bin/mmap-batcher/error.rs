@@ -1,0 +1,59 @@
+//! The CLI's errors, typed end to end: a closed standard output (`| head`) is the reader's
+//! choice and exits 0 quietly; everything else prints one message and exits non-zero.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From the library: bad input, a changed file, …
+    #[error(transparent)]
+    Batcher(#[from] mmap_batcher::Error),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+    /// Arrow failed to format or write.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The arguments make no sense together.
+    #[error("{0}")]
+    Usage(String),
+    /// A query failed.
+    #[cfg(feature = "datafusion")]
+    #[error("{0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+}
+
+impl CliError {
+    /// True when the output's reader went away: not a failure.
+    fn is_broken_pipe(&self) -> bool {
+        let io = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
+        match self {
+            CliError::Output(e) => io(e),
+            CliError::Arrow(arrow::error::ArrowError::IoError(_, e)) => io(e),
+            CliError::Batcher(mmap_batcher::Error::Arrow { source: arrow::error::ArrowError::IoError(_, e), .. }) => io(e),
+            #[cfg(feature = "datafusion")]
+            CliError::Query(datafusion::error::DataFusionError::IoError(e)) => io(e),
+            _ => false,
+        }
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Writes one line on standard error, ignoring a closed one (never a panic).
+pub fn notice(message: &str) {
+    let _ = writeln!(std::io::stderr(), "mmap-batcher: {message}");
+}
+
+pub fn exit_code(result: CliResult) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            notice(&format!("error: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The commands about the files themselves: `index`, `count`, `info`, `line`.
+
+use std::io::{BufWriter, Write};
+
+use mmap_batcher::{Batcher, IndexStatus, Options, Utf8Verdict};
+
+use crate::args::open;
+use crate::error::{CliError, CliResult};
+
+/// Options of `index`, `count` and `info`: which lines are kept, and where indexes live.
+#[derive(clap::Args)]
+pub struct KeepArgs {
+    /// The line files (paths or globs; - for standard input).
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// Serve whitespace-only lines too.
+    #[arg(long)]
+    keep_blank_lines: bool,
+    /// Lines starting with this ASCII character are comments and skipped.
+    #[arg(long, default_value = "#", conflicts_with = "no_comment_char")]
+    comment_char: char,
+    /// Serve lines starting with any character.
+    #[arg(long)]
+    no_comment_char: bool,
+    /// Never read or write a persisted line index.
+    #[arg(long, conflicts_with = "index_path")]
+    no_index_cache: bool,
+    /// Read and write the line index at this path (one file only).
+    #[arg(long)]
+    index_path: Option<std::path::PathBuf>,
+}
+
+impl KeepArgs {
+    fn open(&self) -> CliResult<Batcher> {
+        let options = Options {
+            skip_blank_lines: !self.keep_blank_lines,
+            comment_char: if self.no_comment_char { None } else { Some(Options::comment_byte(self.comment_char)?) },
+            seed: Some(0),
+            index_cache: match (&self.index_path, self.no_index_cache) {
+                (Some(p), _) => mmap_batcher::IndexCache::Path(p.clone()),
+                (None, true) => mmap_batcher::IndexCache::Off,
+                (None, false) => mmap_batcher::IndexCache::Auto,
+            },
+            ..Options::default()
+        };
+        open(&self.inputs, options)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct IndexArgs {
+    #[command(flatten)]
+    keep: KeepArgs,
+}
+
+#[derive(clap::Args)]
+pub struct CountArgs {
+    #[command(flatten)]
+    keep: KeepArgs,
+}
+
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    keep: KeepArgs,
+}
+
+#[derive(clap::Args)]
+pub struct LineArgs {
+    /// The line file.
+    file: String,
+    /// Physical line numbers (1-based, as `grep -n`), or byte offsets with --offset.
+    #[arg(required = true)]
+    numbers: Vec<u64>,
+    /// The numbers are byte offsets: print the line containing each.
+    #[arg(long)]
+    offset: bool,
+}
+
+fn status(s: &IndexStatus) -> String {
+    match s {
+        IndexStatus::Memory => "in memory only (not persisted)".into(),
+        IndexStatus::Loaded(p) => format!("{} (valid, reused)", p.display()),
+        IndexStatus::Written(p) => format!("{} (built now)", p.display()),
+    }
+}
+
+fn bytes_per_line(b: &Batcher) -> String {
+    let lines = b.num_lines().max(1);
+    let bytes: u64 = b.paths().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    format!("{:.1}", bytes as f64 / lines as f64)
+}
+
+/// Index bytes per served line: 8 per record, plus the sentinel and side lists.
+fn index_bytes_per_line(b: &Batcher, f: usize) -> String {
+    let lines = b.file_lines(f);
+    let n = (lines.end - lines.start).max(1);
+    match b.index_status(f).path().and_then(|p| std::fs::metadata(p).ok()) {
+        Some(m) => format!("{:.2}", (m.len().saturating_sub(4096)) as f64 / n as f64),
+        None => "8.00".into(),
+    }
+}
+
+pub fn index(a: IndexArgs) -> CliResult {
+    let b = a.keep.open()?;
+    let mut out = std::io::stdout().lock();
+    for (f, path) in b.paths().enumerate() {
+        let lines = b.file_lines(f);
+        writeln!(
+            out,
+            "{}: {} lines, index {} bytes/line: {}",
+            path.display(),
+            lines.end - lines.start,
+            index_bytes_per_line(&b, f),
+            status(b.index_status(f))
+        )?;
+    }
+    Ok(())
+}
+
+pub fn count(a: CountArgs) -> CliResult {
+    let b = a.keep.open()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{} served lines, {} physical lines", b.num_lines(), b.physical_lines())?;
+    Ok(())
+}
+
+pub fn info(a: InfoArgs) -> CliResult {
+    let b = a.keep.open()?;
+    let mut out = std::io::stdout().lock();
+    for (f, path) in b.paths().enumerate() {
+        let id = b.identity(f);
+        let lines = b.file_lines(f);
+        let utf8 = match b.utf8_verdict(f) {
+            Utf8Verdict::Valid => "every served line is valid UTF-8".to_string(),
+            Utf8Verdict::Invalid { offset, .. } => format!("not UTF-8 (first bad byte of a served line at offset {offset}; serve it with --binary)"),
+        };
+        writeln!(out, "{}", path.display())?;
+        writeln!(out, "  size:        {} bytes", id.size)?;
+        writeln!(out, "  lines:       {} served", lines.end - lines.start)?;
+        writeln!(out, "  index:       {}", status(b.index_status(f)))?;
+        writeln!(out, "  index size:  {} bytes per served line", index_bytes_per_line(&b, f))?;
+        writeln!(out, "  utf-8:       {utf8}")?;
+    }
+    writeln!(out, "total: {} served lines, {} physical lines, {} bytes per served line", b.num_lines(), b.physical_lines(), bytes_per_line(&b))?;
+    Ok(())
+}
+
+pub fn line(a: LineArgs) -> CliResult {
+    // Every line is kept here, so that any physical line number can be printed.
+    let options = Options { skip_blank_lines: false, comment_char: None, seed: Some(0), ..Options::default() };
+    let b = open(std::slice::from_ref(&a.file), options)?;
+    if b.num_files() != 1 {
+        return Err(CliError::Usage("line reads one file".into()));
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for &n in &a.numbers {
+        let id = if a.offset { b.line_id_at_offset(0, n)? } else { b.line_id(0, n)? };
+        let Some(id) = id else {
+            let what = if a.offset { format!("byte offset {n}") } else { format!("line {n}") };
+            return Err(CliError::Usage(format!("{}: no {what} (the file has {} lines)", a.file, b.physical_lines())));
+        };
+        let bytes = b.line_bytes(id)?;
+        out.write_all(&bytes)?;
+        if !bytes.ends_with(b"\n") {
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The `mmap-batcher` command line: one file per subcommand, the shared file options in
+//! `args`, and typed errors (`error`) so a closed pipe is told from a real failure.
+
+mod args;
+mod batches;
+mod error;
+mod files;
+mod ipc;
+mod output;
+#[cfg(feature = "datafusion")]
+mod sql;
+mod synthetic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "mmap-batcher", version, about = "Serve huge line files as seeded, shuffled batches of lines, epoch after epoch.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print every batch of every epoch.
+    Batches(batches::Args),
+    /// Run a SQL query over the epochs of the files, registered as the table `lines`.
+    #[cfg(feature = "datafusion")]
+    Sql(sql::Args),
+    /// Write every batch of every epoch as one Arrow IPC stream.
+    Ipc(ipc::Args),
+    /// Build (or check) the persisted line index of each file and say where it is.
+    Index(files::IndexArgs),
+    /// Count the served and physical lines of the files (from their indexes).
+    Count(files::CountArgs),
+    /// Describe each file: size, lines, bytes per line, index status and place, UTF-8.
+    Info(files::InfoArgs),
+    /// Print lines by physical line number (like `sed -n Np`), or by byte offset.
+    Line(files::LineArgs),
+    /// Write the deterministic benchmark corpus (log-normal line lengths, blanks, comments, UTF-8).
+    Corpus(synthetic::Args),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Batches(a) => batches::run(a),
+        #[cfg(feature = "datafusion")]
+        Command::Sql(a) => sql::run(a),
+        Command::Ipc(a) => ipc::run(a),
+        Command::Index(a) => files::index(a),
+        Command::Count(a) => files::count(a),
+        Command::Info(a) => files::info(a),
+        Command::Line(a) => files::line(a),
+        Command::Corpus(a) => synthetic::run(a),
+    };
+    error::exit_code(result)
+}

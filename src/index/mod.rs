@@ -1,0 +1,503 @@
+//! The index of kept lines: one 8-byte record per kept line, in file order (see
+//! [`record`] for the layout), built once per file and kept in an index file that every
+//! later open maps read-only ([`persist`]).
+//!
+//! # Line numbers
+//! Physical line numbers (as `grep -n` prints them) are not stored: kept line `k` has
+//! number `k + 1 + skipped_before(k)`. The index is built from the middle of the file
+//! outward (see [`build`]), so each record holds a count of skipped (blank or comment)
+//! lines local to its half: in the tail, those before it in the tail; in the head, which
+//! is scanned backward, those *after* it in the head. The two halves' totals turn either
+//! into `skipped_before`, and each half lists the rare lines at which its count wraps.
+
+pub(crate) mod build;
+pub(crate) mod persist;
+pub(crate) mod record;
+#[allow(unsafe_code)]
+mod scan;
+mod store;
+pub(crate) mod utf8;
+
+use crate::options::KeepRules;
+use record::{Layout, LONG_LINE};
+use store::Records;
+pub use utf8::Utf8Verdict;
+
+/// The longest line (terminator included) that can be served: one Arrow view buffer is
+/// addressed with 32-bit signed offsets by pyarrow and the C data interface.
+pub const MAX_LINE_LEN: u64 = i32::MAX as u64;
+
+/// Where one kept line lies in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LineSpan {
+    /// Offset of the line's first byte.
+    pub start: u64,
+    /// Offset one past its last byte, terminator included.
+    pub end: u64,
+    /// Length of its terminator: 2 for `\r\n`, 1 for `\n`, 0 for a last line without one.
+    pub terminator: u32,
+}
+
+impl LineSpan {
+    /// The line's bytes in the file, terminator included.
+    #[inline]
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    /// The line's bytes as served: without the terminator unless `keep_terminator`.
+    #[inline]
+    pub fn served_range(&self, keep_terminator: bool) -> std::ops::Range<usize> {
+        let end = if keep_terminator { self.end } else { self.end - u64::from(self.terminator) };
+        self.start as usize..end as usize
+    }
+
+    /// Length in bytes, terminator included.
+    #[inline]
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// True for an empty span (never for a line the index serves).
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// Skipped-line counts of one half of the file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Half {
+    pub kept: u64,
+    pub skipped: u64,
+    pub physical: u64,
+    /// Scan-order indices of kept lines at which the count's high part grew by one (an
+    /// index repeats when it grew by several). Empty unless the half skips `2^skip_bits` lines.
+    pub wraps: Vec<u64>,
+}
+
+impl Half {
+    /// The full skipped count of the `j`-th kept line in scan order, from its low bits.
+    #[inline]
+    fn count(&self, j: u64, low: u64, skip_bits: u32) -> u64 {
+        let high = if self.wraps.is_empty() { 0 } else { self.wraps.partition_point(|&w| w <= j) as u64 };
+        (high << skip_bits) | low
+    }
+}
+
+/// Everything of an index but its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IndexMeta {
+    pub layout: Layout,
+    /// The lines before the middle, scanned backward.
+    pub head: Half,
+    /// The lines from the middle on, scanned forward.
+    pub tail: Half,
+    /// `(line id, end offset)` of kept lines over [`LONG_LINE`] bytes followed by skipped
+    /// lines, ascending.
+    pub long_ends: Vec<(u64, u64)>,
+    pub utf8: Utf8Verdict,
+    pub rules: KeepRules,
+    pub file_len: u64,
+}
+
+/// The kept lines of one file under one set of [`KeepRules`].
+#[derive(Debug)]
+pub struct LineIndex {
+    records: Records,
+    meta: IndexMeta,
+}
+
+impl LineIndex {
+    /// Number of kept lines.
+    pub fn len(&self) -> u64 {
+        self.meta.head.kept + self.meta.tail.kept
+    }
+
+    /// True when no line is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of physical lines in the file, kept or not.
+    pub fn physical_lines(&self) -> u64 {
+        self.meta.head.physical + self.meta.tail.physical
+    }
+
+    /// The rules the index was built under.
+    pub fn rules(&self) -> KeepRules {
+        self.meta.rules
+    }
+
+    /// Whether every served line is UTF-8.
+    pub fn utf8(&self) -> Utf8Verdict {
+        self.meta.utf8
+    }
+
+    /// Bytes of the records (sentinel included) and of the side lists.
+    pub fn size_bytes(&self) -> u64 {
+        let side = (self.meta.head.wraps.len() + self.meta.tail.wraps.len() + 2 * self.meta.long_ends.len()) as u64 * 8;
+        self.records.as_slice().len() as u64 * 8 + side
+    }
+
+    /// Anonymous memory the index takes in this process (0 when mapped from an index file).
+    pub fn anonymous_bytes(&self) -> u64 {
+        self.records.anonymous_bytes() as u64
+    }
+
+    /// True when the records are mapped from an index file (shared through the page cache).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.records, Records::Mapped { .. })
+    }
+
+    pub(crate) fn meta(&self) -> &IndexMeta {
+        &self.meta
+    }
+
+    pub(crate) fn raw_records(&self) -> &[u64] {
+        self.records.as_slice()
+    }
+
+    pub(crate) fn from_parts(records: Records, meta: IndexMeta) -> Self {
+        LineIndex { records, meta }
+    }
+
+    /// Asks the kernel to read a mapped index into the page cache (before random access).
+    pub(crate) fn will_need(&self) {
+        self.records.will_need()
+    }
+
+    /// The start offset of kept line `k`.
+    #[inline]
+    pub fn start(&self, k: u64) -> u64 {
+        self.meta.layout.start(self.records.as_slice()[k as usize])
+    }
+
+    /// Where kept line `k` lies in `bytes` (its file's map).
+    ///
+    /// # Panics
+    /// If `k >= len()`.
+    #[inline]
+    pub fn span(&self, k: u64, bytes: &[u8]) -> LineSpan {
+        let records = self.records.as_slice();
+        self.span_of(k, records[k as usize], records[k as usize + 1], bytes)
+    }
+
+    /// [`span`](Self::span) from the records of `k` and `k + 1`, for callers that gathered
+    /// them. Every offset is clamped into `bytes`, so even a corrupt index yields slices
+    /// that are in bounds (and wrong); batch building reports such spans as corruption.
+    #[inline(always)]
+    pub(crate) fn span_of(&self, k: u64, rec: u64, next: u64, bytes: &[u8]) -> LineSpan {
+        match self.span_before_gap(rec, next, bytes) {
+            (span, false) => span,
+            (span, true) => self.span_after_gap(k, span, bytes),
+        }
+    }
+
+    /// The span from the records of a line and the next, and whether skipped lines lie
+    /// between them: then the span ends where the next line starts, too far, until
+    /// [`span_after_gap`](Self::span_after_gap) finds the line's newline.
+    #[inline(always)]
+    pub(crate) fn span_before_gap(&self, rec: u64, next: u64, bytes: &[u8]) -> (LineSpan, bool) {
+        let l = self.meta.layout;
+        let len = bytes.len() as u64;
+        let start = l.start(rec).min(len);
+        let end = l.start(next).min(len).max(start);
+        (LineSpan { start, end, terminator: l.terminator(rec).min((end - start) as u32) }, l.gap(next))
+    }
+
+    /// The span of line `k`, followed by skipped lines, from its span before the gap: it
+    /// ends at its first `\n`.
+    pub(crate) fn span_after_gap(&self, k: u64, span: LineSpan, bytes: &[u8]) -> LineSpan {
+        let (start, next_start) = (span.start, span.end);
+        let limit = next_start.min(start.saturating_add(LONG_LINE));
+        let end = match bytes.get(start as usize..limit as usize).and_then(|b| memchr::memchr(b'\n', b)) {
+            Some(p) => start + p as u64 + 1,
+            None => match self.meta.long_ends.binary_search_by_key(&k, |&(id, _)| id) {
+                Ok(i) => self.meta.long_ends[i].1.clamp(start, next_start),
+                Err(_) => next_start,
+            },
+        };
+        LineSpan { start, end, terminator: span.terminator.min((end - start) as u32) }
+    }
+
+    /// The 1-based physical line number of kept line `k`.
+    #[inline]
+    pub fn line_number(&self, k: u64) -> u64 {
+        self.line_number_of(k, self.records.as_slice()[k as usize])
+    }
+
+    /// [`line_number`](Self::line_number) of kept line `k` whose record is `rec`.
+    #[inline]
+    pub(crate) fn line_number_of(&self, k: u64, rec: u64) -> u64 {
+        let (l, head, tail) = (self.meta.layout, &self.meta.head, &self.meta.tail);
+        let low = l.skip_low(rec);
+        let bits = l.skip_bits();
+        // Both halves' answers, then a select: which half a shuffled line is in is a coin
+        // toss, and a branch on it mispredicted half the time.
+        let in_head = head.skipped.wrapping_sub(head.count(head.kept.wrapping_sub(1).wrapping_sub(k), low, bits));
+        let in_tail = head.skipped.wrapping_add(tail.count(k.wrapping_sub(head.kept), low, bits));
+        let skipped_before = if k < head.kept { in_head } else { in_tail };
+        k.wrapping_add(1).wrapping_add(skipped_before)
+    }
+
+    /// The first kept line whose physical line number is at least `line_number`
+    /// (`len()` if none). Line numbers grow with `k`, so this is a binary search.
+    pub fn first_at_or_after_line(&self, line_number: u64) -> u64 {
+        let (mut lo, mut hi) = (0u64, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.line_number(mid) < line_number {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The first kept line starting at or after file offset `offset` (`len()` if none).
+    pub fn first_at_or_after_offset(&self, offset: u64) -> u64 {
+        let l = self.meta.layout;
+        let records = &self.records.as_slice()[..self.len() as usize];
+        records.partition_point(|&r| l.start(r) < offset) as u64
+    }
+
+    /// The kept line whose bytes (terminator included) contain file offset `offset`.
+    pub fn line_containing(&self, offset: u64, bytes: &[u8]) -> Option<u64> {
+        let k = self.first_at_or_after_offset(offset + 1).checked_sub(1)?;
+        (offset < self.span(k, bytes).end).then_some(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::BuildError;
+    use super::*;
+    use crate::source::NeverCancel;
+
+    const RULES: KeepRules = KeepRules { skip_blank_lines: true, comment_char: Some(b'#') };
+
+    fn build_from(bytes: &[u8], middle: usize, max_line_len: u64) -> Result<LineIndex, BuildError> {
+        LineIndex::build_from(bytes, middle, false, RULES, max_line_len, &|_| {}, &NeverCancel)
+    }
+
+    fn build(bytes: &[u8]) -> LineIndex {
+        build_from(bytes, 0, MAX_LINE_LEN).unwrap()
+    }
+
+    /// Everything the index says about each kept line.
+    fn lines(idx: &LineIndex, bytes: &[u8]) -> Vec<(u64, u64, u64, u32)> {
+        (0..idx.len())
+            .map(|k| {
+                let s = idx.span(k, bytes);
+                (idx.line_number(k), s.start, s.len(), s.terminator)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keeps_last_line_without_newline_and_numbers_physically() {
+        let text = b"a\n\n# c\n \t\x0b\nb\r\nlast";
+        let idx = build(text);
+        assert_eq!(lines(&idx, text), vec![(1, 0, 2, 1), (5, 11, 3, 2), (6, 14, 4, 0)]);
+        assert_eq!(idx.physical_lines(), 6);
+        assert_eq!(idx.size_bytes(), 4 * 8);
+    }
+
+    /// Splitting at any line start gives the same index; with 2 skip bits in tests, the
+    /// runs of skipped lines below wrap the per-half counts once or several times.
+    #[test]
+    fn every_middle_gives_the_same_index() {
+        let mut text = Vec::new();
+        for i in 0..40 {
+            text.extend_from_slice(format!("line {i}\r\n").as_bytes());
+            text.extend(b"\n#c\n \n".repeat(i % 7));
+        }
+        text.extend_from_slice(b"unterminated");
+        let whole = build(&text);
+        assert!(whole.len() == 41 && whole.physical_lines() > 100);
+        let starts = std::iter::once(0).chain((1..text.len()).filter(|&m| text[m - 1] == b'\n'));
+        for middle in starts {
+            // Both ways of sizing the store: generously, and counted exactly as when the
+            // address space is limited.
+            for count_first in [false, true] {
+                let split = LineIndex::build_from(&text, middle, count_first, RULES, MAX_LINE_LEN, &|_| {}, &NeverCancel).unwrap();
+                assert_eq!(lines(&split, &text), lines(&whole, &text), "middle {middle}");
+                assert_eq!(split.physical_lines(), whole.physical_lines());
+            }
+        }
+    }
+
+    /// Lines longer than the end-scan bound followed by skipped lines keep their exact
+    /// end, whichever half they fall in and wherever the middle is.
+    #[test]
+    fn long_lines_before_skipped_lines() {
+        let long = "x".repeat(LONG_LINE as usize + 10);
+        let text = format!("{long}\n\n{long}\n# c\nshort\n{long}\n\n");
+        let bytes = text.as_bytes();
+        let starts = std::iter::once(0).chain((1..bytes.len()).filter(|&m| bytes[m - 1] == b'\n'));
+        for middle in starts {
+            let idx = build_from(bytes, middle, MAX_LINE_LEN).unwrap();
+            let got: Vec<usize> = (0..idx.len()).map(|k| idx.span(k, bytes).range().len()).collect();
+            assert_eq!(got, vec![long.len() + 1, long.len() + 1, 6, long.len() + 1], "middle {middle}");
+        }
+    }
+
+    #[test]
+    fn too_long_reports_the_first_in_file_order() {
+        let text = b"aa\nbbbbbbb\ncc\nddddddd\nee\n";
+        for middle in [0, 3, 11, 14, 22] {
+            let err = build_from(text, middle, 5).unwrap_err();
+            assert!(matches!(err, BuildError::TooLong { line_number: 2, length: 8 }), "middle {middle}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn line_number_search() {
+        let idx = build(b"a\n\n\n#\nb\nc\n");
+        assert_eq!((0..3).map(|k| idx.line_number(k)).collect::<Vec<_>>(), vec![1, 5, 6]);
+        assert_eq!(idx.first_at_or_after_line(2), 1);
+        assert_eq!(idx.first_at_or_after_line(6), 2);
+        assert_eq!(idx.first_at_or_after_line(7), 3);
+    }
+
+    #[test]
+    fn containing_offset() {
+        let text = b"ab\n\ncd\n";
+        let idx = build(text);
+        assert_eq!(idx.line_containing(0, text), Some(0));
+        assert_eq!(idx.line_containing(2, text), Some(0));
+        assert_eq!(idx.line_containing(3, text), None);
+        assert_eq!(idx.line_containing(4, text), Some(1));
+        assert_eq!(idx.line_containing(7, text), None);
+    }
+
+    #[test]
+    fn empty_input() {
+        let idx = build(b"");
+        assert_eq!((idx.len(), idx.physical_lines()), (0, 0));
+        assert_eq!(idx.raw_records().len(), 1);
+    }
+
+    #[test]
+    fn utf8_verdict_names_the_first_bad_served_line() {
+        // The Latin-1 comment is skipped, so only line 4 counts; every middle agrees.
+        let text = b"ok\n# caf\xe9\nfine\nbad \xff\nworse \xfe\n";
+        let starts = std::iter::once(0).chain((1..text.len()).filter(|&m| text[m - 1] == b'\n'));
+        for middle in starts {
+            let idx = build_from(text, middle, MAX_LINE_LEN).unwrap();
+            assert_eq!(idx.utf8(), Utf8Verdict::Invalid { line_id: 2, offset: 19 }, "middle {middle}");
+        }
+        assert_eq!(build(b"ok\n# caf\xe9\nfine\n").utf8(), Utf8Verdict::Valid);
+    }
+}
+
+/// How the index of an opened file was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexStatus {
+    /// Built in this process and kept in its memory only.
+    Memory,
+    /// A valid index file was mapped.
+    Loaded(std::path::PathBuf),
+    /// Built in this process, written to this index file and mapped from it.
+    Written(std::path::PathBuf),
+}
+
+impl IndexStatus {
+    /// The index file in use, if any.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            IndexStatus::Memory => None,
+            IndexStatus::Loaded(p) | IndexStatus::Written(p) => Some(p),
+        }
+    }
+}
+
+/// Options of [`open_index`] besides the file.
+pub(crate) struct IndexRequest<'a> {
+    pub rules: KeepRules,
+    pub cache: &'a crate::options::IndexCache,
+    pub max_line_len: u64,
+    pub progress: &'a (dyn Fn(u64) + Sync),
+    pub cancel: &'a dyn crate::source::Cancel,
+    /// Set when the file's data changed while it was indexed.
+    pub force_rebuild: bool,
+}
+
+/// The index of `source`: a valid index file mapped, or one built (and written where the
+/// cache option allows). Rebuilding over a stale or invalid index file adds a notice.
+pub(crate) fn open_index(
+    source: &crate::source::SourceFile,
+    req: &IndexRequest<'_>,
+    notices: &mut Vec<String>,
+) -> crate::Result<(LineIndex, IndexStatus)> {
+    use crate::options::IndexCache;
+    let path = source.path();
+    let build = || -> crate::Result<LineIndex> {
+        LineIndex::build(source.bytes(), req.rules, req.max_line_len, req.progress, req.cancel).map_err(|e| match e {
+            build::BuildError::TooLong { line_number, length } => crate::Error::LineTooLong {
+                path: path.to_path_buf(),
+                line_number,
+                length,
+                limit: req.max_line_len,
+            },
+            build::BuildError::Memory(e) => crate::Error::from_io(path, e),
+            build::BuildError::Interrupted => crate::Error::Interrupted { path: path.to_path_buf() },
+        })
+    };
+    let explicit = match req.cache {
+        IndexCache::Off => return Ok((build()?, IndexStatus::Memory)),
+        _ if source.is_anonymous() => return Ok((build()?, IndexStatus::Memory)),
+        IndexCache::Path(p) => Some(p.as_path()),
+        IndexCache::Auto => None,
+    };
+    let identity = source.identity();
+    let candidates = persist::locations(path, req.rules, explicit);
+    let try_load = |c: &std::path::Path, notices: &mut Vec<String>| match persist::load(c, identity, req.rules) {
+        Ok(index) => Some(index),
+        Err(persist::Unusable::Missing) => None,
+        Err(persist::Unusable::Stale(why) | persist::Unusable::Invalid(why)) => {
+            notices.push(format!("{}: index {} not used ({why}); rebuilding", path.display(), c.display()));
+            None
+        }
+    };
+    if !req.force_rebuild {
+        let mut seen = Vec::new();
+        for c in &candidates {
+            if let Some(index) = try_load(c, &mut seen) {
+                return Ok((index, IndexStatus::Loaded(c.clone())));
+            }
+        }
+        // Only the first candidate's complaint matters: later ones are fallbacks.
+        notices.extend(seen.into_iter().take(1));
+    }
+    // Build under the data file's lock, so that processes opening the same new file at
+    // once build it once; then check again: another process may have just written it.
+    let Some(_lock) = persist::BuildLock::acquire(source.file(), req.cancel) else {
+        return Err(crate::Error::Interrupted { path: path.to_path_buf() });
+    };
+    if !req.force_rebuild {
+        for c in &candidates {
+            if let Ok(index) = persist::load(c, identity, req.rules) {
+                return Ok((index, IndexStatus::Loaded(c.clone())));
+            }
+        }
+    }
+    let index = build()?;
+    let mut failures = Vec::new();
+    for c in &candidates {
+        if let Some(dir) = c.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() && std::fs::create_dir_all(dir).is_err() {
+                failures.push(format!("{}: cannot create its directory", c.display()));
+                continue;
+            }
+        }
+        let written = persist::write(c, &index, identity).map_err(|e| e.to_string());
+        match written.and_then(|()| persist::load(c, identity, req.rules).map_err(|e| format!("{e:?}"))) {
+            Ok(mapped) => return Ok((mapped, IndexStatus::Written(c.clone()))),
+            Err(why) => failures.push(format!("{}: {why}", c.display())),
+        }
+    }
+    notices.push(format!("{}: index kept in memory; could not write it ({})", path.display(), failures.join("; ")));
+    Ok((index, IndexStatus::Memory))
+}

@@ -1,0 +1,319 @@
+//! The index file: the records written once, mapped read-only by every later open, so
+//! all processes share one copy through the page cache and a reopen costs a `stat`, a
+//! 4 KiB read and two `mmap`s.
+//!
+//! # Format (version 1, native-endian `u64` words)
+//! - a 4,096-byte header: magic, version, the data file's [`Identity`], the keep rules,
+//!   the record layout, the halves' counts, the UTF-8 verdict, the sections' offsets and
+//!   counts, and an FNV-1a checksum of all of it;
+//! - the records (kept lines and the sentinel), at offset 4,096;
+//! - the head's and the tail's wrap lists, then the long-line ends (pairs).
+//!
+//! # Never trusted when stale, foreign or corrupt
+//! An index is used only if its header checksum holds, its length is exactly what the
+//! header implies, its identity and rules equal the data file's and the options', and
+//! its owner is this user (or root) with no write access for others: records are not
+//! checksummed (reading them at every open would cost the open its speed), so a file
+//! anyone could write is not taken on trust. Anything else is rebuilt, with a notice.
+//!
+//! # Concurrency
+//! The builder holds an exclusive `flock` on the data file while it builds and writes, so
+//! processes opening a new file at once build it once: the others wait, then map the
+//! result. The index is written to a temporary name and renamed into place, so no reader
+//! ever sees half of one. Where no lock can be taken, processes build in parallel and the
+//! last rename wins (every copy is identical).
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::record::Layout;
+use super::store::Records;
+use super::utf8::Utf8Verdict;
+use super::{Half, IndexMeta, LineIndex};
+use crate::options::KeepRules;
+use crate::source::{Cancel, Identity};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"mmbindex");
+const VERSION: u64 = 1;
+const HEADER_LEN: usize = 4096;
+/// File name suffix of index files.
+pub const SUFFIX: &str = "mmbi";
+
+/// Why an index file was not used.
+#[derive(Debug)]
+pub(crate) enum Unusable {
+    /// There is none.
+    Missing,
+    /// It is for another version of the data file, or other rules.
+    Stale(String),
+    /// Unreadable, truncated, corrupt, foreign, or not to be trusted.
+    Invalid(String),
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The header's fields, in file order.
+struct Header {
+    records_count: u64,
+    head_wraps: u64,
+    tail_wraps: u64,
+    long_ends: u64,
+    identity: Identity,
+    meta: IndexMeta,
+}
+
+impl Header {
+    fn sections(&self) -> [(u64, u64); 3] {
+        let records_end = HEADER_LEN as u64 + 8 * self.records_count;
+        let tail_wraps_at = records_end + 8 * self.head_wraps;
+        let long_ends_at = tail_wraps_at + 8 * self.tail_wraps;
+        [(records_end, self.head_wraps), (tail_wraps_at, self.tail_wraps), (long_ends_at, 2 * self.long_ends)]
+    }
+
+    fn file_len(&self) -> u64 {
+        let [_, _, (at, words)] = self.sections();
+        at + 8 * words
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let m = &self.meta;
+        let (utf8_kind, utf8_line, utf8_offset) = match m.utf8 {
+            Utf8Verdict::Valid => (0, 0, 0),
+            Utf8Verdict::Invalid { line_id, offset } => (1, line_id, offset),
+        };
+        let words: [u64; 31] = [
+            MAGIC,
+            VERSION,
+            HEADER_LEN as u64,
+            self.records_count,
+            self.head_wraps,
+            self.tail_wraps,
+            self.long_ends,
+            self.identity.dev,
+            self.identity.ino,
+            self.identity.size,
+            self.identity.mtime_ns as u64,
+            self.identity.ctime_ns as u64,
+            u64::from(m.rules.skip_blank_lines),
+            m.rules.comment_char.map_or(0, |c| 0x100 | u64::from(c)),
+            u64::from(m.layout.start_bits()),
+            u64::from(m.layout.skip_bits()),
+            m.head.kept,
+            m.head.skipped,
+            m.head.physical,
+            m.tail.kept,
+            m.tail.skipped,
+            m.tail.physical,
+            utf8_kind,
+            utf8_line,
+            utf8_offset,
+            m.file_len,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        let mut out: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        out.extend(fnv1a(&out).to_ne_bytes());
+        out.resize(HEADER_LEN, 0);
+        out
+    }
+
+    /// Decodes a header, checking everything it can on its own.
+    fn decode(bytes: &[u8]) -> Result<Self, Unusable> {
+        let invalid = |why: &str| Unusable::Invalid(why.to_string());
+        if bytes.len() < HEADER_LEN {
+            return Err(invalid("shorter than its header"));
+        }
+        let w = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        if w(0) != MAGIC {
+            return Err(invalid("not an mmap-batcher index (or of another byte order)"));
+        }
+        if w(1) != VERSION {
+            return Err(Unusable::Stale(format!("format version {} (this build reads {VERSION})", w(1))));
+        }
+        if w(31) != fnv1a(&bytes[..31 * 8]) {
+            return Err(invalid("header checksum mismatch"));
+        }
+        if w(2) != HEADER_LEN as u64 {
+            return Err(invalid("bad header length"));
+        }
+        let layout = Layout::from_parts(w(14) as u32, w(15) as u32).ok_or_else(|| invalid("bad record layout"))?;
+        let comment = w(13);
+        let rules = KeepRules {
+            skip_blank_lines: w(12) == 1,
+            comment_char: (comment & 0x100 != 0).then_some((comment & 0xff) as u8),
+        };
+        let half = |at: usize| Half { kept: w(at), skipped: w(at + 1), physical: w(at + 2), wraps: Vec::new() };
+        let (head, tail) = (half(16), half(19));
+        let utf8 = match w(22) {
+            0 => Utf8Verdict::Valid,
+            1 => Utf8Verdict::Invalid { line_id: w(23), offset: w(24) },
+            _ => return Err(invalid("bad UTF-8 verdict")),
+        };
+        let n = head.kept.checked_add(tail.kept).ok_or_else(|| invalid("bad line counts"))?;
+        if w(3) != n.wrapping_add(1) || matches!(utf8, Utf8Verdict::Invalid { line_id, .. } if line_id >= n) {
+            return Err(invalid("record count disagrees with line counts"));
+        }
+        let identity = Identity { dev: w(7), ino: w(8), size: w(9), mtime_ns: w(10) as i64, ctime_ns: w(11) as i64 };
+        let meta = IndexMeta { layout, head, tail, long_ends: Vec::new(), utf8, rules, file_len: w(25) };
+        if meta.file_len != identity.size || 64 - meta.file_len.leading_zeros() > layout.start_bits() {
+            return Err(invalid("layout does not fit the file size"));
+        }
+        // Counts are bounded by the data file's size (a line has at least one byte), so
+        // the section arithmetic below cannot overflow.
+        let bound = identity.size.saturating_add(1);
+        if [w(3), w(4), w(5), w(6), meta.head.physical, meta.tail.physical].iter().any(|&c| c > bound) {
+            return Err(invalid("counts larger than the data file allows"));
+        }
+        Ok(Header { records_count: w(3), head_wraps: w(4), tail_wraps: w(5), long_ends: w(6), identity, meta })
+    }
+}
+
+/// Where the index of `data` under `rules` may live, in the order they are tried.
+pub(crate) fn locations(data: &Path, rules: KeepRules, explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(p) = explicit {
+        return vec![p.to_path_buf()];
+    }
+    let name = data.file_name().map_or_else(|| "stdin".into(), |n| n.to_string_lossy().into_owned());
+    let file_name = format!("{name}.{}.{SUFFIX}", rules.tag());
+    let beside = data.parent().map_or_else(|| PathBuf::from(&file_name), |d| d.join(&file_name));
+    let mut out = vec![beside];
+    if let Some(dir) = cache_dir() {
+        let canonical = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
+        let hash = fnv1a(canonical.as_os_str().as_encoded_bytes());
+        out.push(dir.join(format!("{name}-{hash:016x}.{}.{SUFFIX}", rules.tag())));
+    }
+    out
+}
+
+/// The per-user cache directory: `$MMAP_BATCHER_CACHE_DIR`, else `$XDG_CACHE_HOME/mmap-batcher`,
+/// else `~/.cache/mmap-batcher`.
+pub fn cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("MMAP_BATCHER_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("mmap-batcher")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache").join("mmap-batcher")))
+}
+
+/// Maps the index at `path` if it is valid for `data` (with identity `identity`) under `rules`.
+pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result<LineIndex, Unusable> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
+        Err(e) => return Err(Unusable::Invalid(format!("cannot open: {e}"))),
+    };
+    let meta = file.metadata().map_err(|e| Unusable::Invalid(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(Unusable::Invalid("not a regular file".into()));
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if (meta.uid() != euid && meta.uid() != 0) || meta.mode() & 0o022 != 0 {
+        return Err(Unusable::Invalid("owned by another user or writable by others; not trusted".into()));
+    }
+    let mut head = vec![0u8; HEADER_LEN];
+    let read = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).map_err(|e| Unusable::Invalid(e.to_string()))?;
+    head.truncate(read);
+    let header = Header::decode(&head)?;
+    if header.meta.rules != rules {
+        return Err(Unusable::Stale("built under other keep rules".into()));
+    }
+    if let Some(what) = header.identity.difference(identity) {
+        return Err(Unusable::Stale(what));
+    }
+    if meta.len() != header.file_len() {
+        return Err(Unusable::Invalid(format!("{} bytes long, its header says {}", meta.len(), header.file_len())));
+    }
+    let map = crate::source::map_index(&file).map_err(|e| Unusable::Invalid(format!("cannot map: {e}")))?;
+    let words = |(at, count): (u64, u64)| -> Vec<u64> {
+        let bytes = &map[at as usize..(at + 8 * count) as usize];
+        bytes.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect()
+    };
+    let [hw, tw, le] = header.sections();
+    let mut meta = header.meta;
+    meta.head.wraps = words(hw);
+    meta.tail.wraps = words(tw);
+    meta.long_ends = words(le).chunks_exact(2).map(|p| (p[0], p[1])).collect();
+    let n = meta.head.kept + meta.tail.kept;
+    let sorted = |v: &[u64], max: u64| v.windows(2).all(|p| p[0] <= p[1]) && v.iter().all(|&x| x <= max);
+    if !sorted(&meta.head.wraps, meta.head.kept)
+        || !sorted(&meta.tail.wraps, meta.tail.kept)
+        || !meta.long_ends.windows(2).all(|p| p[0].0 < p[1].0)
+        || meta.long_ends.iter().any(|&(k, end)| k >= n || end > meta.file_len)
+    {
+        return Err(Unusable::Invalid("side lists out of order or range".into()));
+    }
+    let records = Records::Mapped { map, bytes: HEADER_LEN..HEADER_LEN + 8 * header.records_count as usize };
+    Ok(LineIndex::from_parts(records, meta))
+}
+
+/// Writes `index` of the data file with `identity` to `path`: a temporary file in the
+/// same directory, renamed into place.
+pub(crate) fn write(path: &Path, index: &LineIndex, identity: &Identity) -> std::io::Result<()> {
+    let meta = index.meta().clone();
+    let header = Header {
+        records_count: index.raw_records().len() as u64,
+        head_wraps: meta.head.wraps.len() as u64,
+        tail_wraps: meta.tail.wraps.len() as u64,
+        long_ends: meta.long_ends.len() as u64,
+        identity: *identity,
+        meta,
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map_or_else(|| "index".into(), |n| n.to_string_lossy().into_owned());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+    let result = (|| {
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&header.encode())?;
+        out.write_all(bytemuck::cast_slice(index.raw_records()))?;
+        let m = &header.meta;
+        for w in m.head.wraps.iter().chain(&m.tail.wraps).chain(m.long_ends.iter().flat_map(|(k, e)| [k, e])) {
+            out.write_all(&w.to_ne_bytes())?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.flush()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// An exclusive `flock` on the data file, held while one process builds and writes its
+/// index: advisory, so it stops no reader or writer of the data, only other mmap-batcher
+/// processes building the same index. No lock file is left behind.
+pub(crate) struct BuildLock<'a> {
+    file: &'a File,
+}
+
+impl<'a> BuildLock<'a> {
+    /// Waits for the lock on `data`, asking `cancel` every 50 ms. `None` when cancelled.
+    /// Where `flock` is unsupported (some network file systems) the lock is a no-op.
+    pub(crate) fn acquire(data: &'a File, cancel: &dyn Cancel) -> Option<Self> {
+        loop {
+            match rustix::fs::flock(data, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Some(BuildLock { file: data }),
+                Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {
+                    if cancel.cancelled() {
+                        return None;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(_) => return Some(BuildLock { file: data }),
+            }
+        }
+    }
+}
+
+impl Drop for BuildLock<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(self.file, rustix::fs::FlockOperation::Unlock);
+    }
+}

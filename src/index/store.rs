@@ -1,0 +1,90 @@
+//! The memory that holds a line index: records of an index file mapped read-only (shared
+//! by every process through the page cache), or an anonymous mapping while building.
+//!
+//! The anonymous mapping is not a `Vec`, for two reasons:
+//! - The kernel can back it with 2 MiB pages (`MADV_HUGEPAGE`): fewer page faults while it
+//!   fills, and an epoch's random reads of it stay within the TLB's reach.
+//! - It can be reserved far larger than it will be filled, for free: untouched pages of a
+//!   `MAP_NORESERVE` mapping are never backed by memory and do not count in RssAnon. That
+//!   lets two threads index the file from its middle outward, one writing backward and one
+//!   forward, straight into their final places, with no merge copy (see `build`).
+//!
+//! When the address space is limited (`ulimit -v`, or `vm.overcommit_memory = 2`, where
+//! `MAP_NORESERVE` is ignored), the large reservation fails and the builder asks for the
+//! exact size instead.
+
+use std::ops::Range;
+
+use memmap2::{Mmap, MmapMut, MmapOptions};
+
+/// A reserved array of records, of which `used` holds the index.
+#[derive(Debug)]
+pub(crate) struct RecordStore {
+    map: MmapMut,
+    used: Range<usize>,
+}
+
+impl RecordStore {
+    /// Reserves room for `capacity` records, none of them backed by memory yet.
+    pub(crate) fn reserve(capacity: usize) -> std::io::Result<Self> {
+        let bytes = capacity.checked_mul(8).ok_or(std::io::ErrorKind::OutOfMemory)?.max(8);
+        let map = MmapOptions::new().len(bytes).no_reserve_swap().map_anon()?;
+        #[cfg(target_os = "linux")]
+        {
+            // Only a hint: without transparent huge pages the index still works, slower.
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        Ok(RecordStore { map, used: 0..0 })
+    }
+
+    /// All reserved slots, for filling.
+    pub(crate) fn slots_mut(&mut self) -> &mut [u64] {
+        bytemuck::cast_slice_mut(&mut self.map[..])
+    }
+
+    /// Declares which slots hold the index (records and the sentinel).
+    pub(crate) fn set_used(&mut self, used: Range<usize>) {
+        assert!(used.end <= self.map.len() / 8, "used slots {used:?} past the reservation");
+        self.used = used;
+    }
+
+    fn records(&self) -> &[u64] {
+        &bytemuck::cast_slice::<u8, u64>(&self.map[..])[self.used.clone()]
+    }
+}
+
+/// Where the records of an index live.
+#[derive(Debug)]
+pub(crate) enum Records {
+    /// Built in this process.
+    Anonymous(RecordStore),
+    /// Mapped from an index file: the records are the bytes `bytes` of the map (checked
+    /// at load to be 8-byte aligned and a whole number of records).
+    Mapped { map: Mmap, bytes: Range<usize> },
+}
+
+impl Records {
+    /// The records, sentinel included.
+    #[inline(always)]
+    pub(crate) fn as_slice(&self) -> &[u64] {
+        match self {
+            Records::Anonymous(store) => store.records(),
+            Records::Mapped { map, bytes } => bytemuck::cast_slice::<u8, u64>(&map[bytes.clone()]),
+        }
+    }
+
+    /// Bytes of anonymous memory the records take (0 when mapped from a file).
+    pub(crate) fn anonymous_bytes(&self) -> usize {
+        match self {
+            Records::Anonymous(store) => store.records().len() * 8,
+            Records::Mapped { .. } => 0,
+        }
+    }
+
+    /// Asks the kernel to read a mapped index into the page cache ahead of random reads.
+    pub(crate) fn will_need(&self) {
+        if let Records::Mapped { map, .. } = self {
+            let _ = map.advise(memmap2::Advice::WillNeed);
+        }
+    }
+}

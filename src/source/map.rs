@@ -1,0 +1,65 @@
+//! The `unsafe` of memory-mapping: mapping a file read-only, lending windows of a map to
+//! Arrow, and dropping a map's page-table entries. Nothing else in the crate maps files.
+//!
+//! # Safety argument
+//!
+//! A read-only shared mapping is sound to *read* through Rust references only if no one
+//! changes the file underneath it, and we cannot prevent that (advisory locks do not bind
+//! other writers; leases need ownership or `CAP_LEASE` and a signal handler). What we do:
+//!
+//! - Nothing we compute from the map is trusted for memory safety: every slice taken of it
+//!   is bounds-checked against the map's length, which is fixed when it is mapped, so
+//!   changed bytes give wrong *values*, never an out-of-bounds access.
+//! - The one promise we make about the *contents* — that a `Utf8View` holds UTF-8 — is
+//!   tied to the file's identity (device, inode, size, modification and change time, see
+//!   [`Identity`](super::Identity)) and the identity is checked with one `fstat` before
+//!   every batch is built, so a file rewritten in place is a
+//!   [`FileChanged`](crate::Error::FileChanged) error at the next batch. Arrays already
+//!   handed out keep pointing into the shared map; the README says what a consumer risks
+//!   then, and which modes cannot be hurt (`binary`, `compact`).
+//! - A file *truncated* while mapped makes reads past its new end raise `SIGBUS`, as with
+//!   any mmap reader (ripgrep, LMDB, SQLite's mmap mode say the same). The per-batch check
+//!   turns the common case into an error before a read; a truncation racing a batch can
+//!   still kill the process. Input that must be immune is spooled (pipes are).
+
+use std::fs::File;
+use std::ops::Range;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use arrow::buffer::Buffer;
+use memmap2::Mmap;
+
+/// Maps `file` read-only and shared.
+pub(crate) fn map_file(file: &File) -> std::io::Result<Mmap> {
+    // SAFETY: a read-only mapping; the module's safety argument says what happens when
+    // the file is changed while mapped and why no Rust-level bound depends on its bytes.
+    unsafe { Mmap::map(file) }
+}
+
+/// An Arrow buffer over `range` of `map`, without copying. The buffer keeps the map alive.
+/// Returns `None` if `range` is not inside the map.
+pub(crate) fn window(map: &Arc<Mmap>, range: Range<usize>) -> Option<Buffer> {
+    let bytes = map.get(range)?;
+    let ptr = NonNull::new(bytes.as_ptr().cast_mut())?;
+    let owner: Arc<dyn arrow::alloc::Allocation> = map.clone();
+    // SAFETY: `ptr..ptr + len` lies inside the mapping (`get` checked it), the mapping is
+    // never written through, and `owner` keeps it mapped for as long as the buffer or any
+    // clone of it lives.
+    Some(unsafe { Buffer::from_custom_allocation(ptr, bytes.len(), owner) })
+}
+
+/// Drops this process's page-table entries for `range` of `map` (a finished block-shuffle
+/// window), so the kernel may reclaim those page-cache pages first. Only a hint.
+pub(crate) fn release(map: &Mmap, range: Range<usize>) {
+    let start = range.start & !4095;
+    let Some(len) = range.end.min(map.len()).checked_sub(start) else { return };
+    if len == 0 {
+        return;
+    }
+    // SAFETY: the mapping is a read-only *shared file* mapping: `MADV_DONTNEED` drops only
+    // page-table entries, and the next access (by us, or through an Arrow buffer still
+    // pointing here) faults the same file bytes back in. It never discards data, which is
+    // what makes the advice unsafe for private or anonymous mappings.
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+}

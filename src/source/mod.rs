@@ -1,0 +1,323 @@
+//! The input files: opened, classified, spooled when they cannot be mapped (pipes, FIFOs,
+//! `/proc` files), mapped read-only, and checked against the identity they had when they
+//! were indexed.
+
+#[allow(unsafe_code)]
+mod map;
+pub(crate) mod paths;
+mod spool;
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::buffer::Buffer;
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+use crate::options::IoPolicy;
+
+/// Maps an index file read-only (see [`map`] for the safety argument).
+pub(crate) fn map_index(file: &File) -> std::io::Result<Mmap> {
+    map::map_file(file)
+}
+
+/// What identifies one version of a file: equal identities mean the same bytes, as far as
+/// the kernel lets us tell. The change time (`ctime`) cannot be set back by `touch` or
+/// `utime`, so an in-place rewrite that restores the modification time is still caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    /// Device of the file system.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Status change time, nanoseconds since the epoch.
+    pub ctime_ns: i64,
+}
+
+impl Identity {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
+        }
+    }
+
+    /// What differs between `self` (as indexed) and `now`, in words; `None` if nothing.
+    pub fn difference(&self, now: &Identity) -> Option<String> {
+        if self.dev != now.dev || self.ino != now.ino {
+            Some("it was replaced by another file".into())
+        } else if self.size != now.size {
+            Some(format!("size was {} bytes, now {}", self.size, now.size))
+        } else if self.mtime_ns != now.mtime_ns {
+            Some("modification time differs".into())
+        } else if self.ctime_ns != now.ctime_ns {
+            Some("it was rewritten (change time differs)".into())
+        } else {
+            None
+        }
+    }
+}
+
+/// Asks a long operation (indexing, reading a pipe) whether to stop: Python answers from
+/// its pending signals, so Ctrl-C interrupts.
+pub trait Cancel: Sync {
+    /// True when the operation should stop with [`Error::Interrupted`].
+    fn cancelled(&self) -> bool;
+}
+
+/// Never cancels.
+pub struct NeverCancel;
+
+impl Cancel for NeverCancel {
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// One input file, mapped.
+#[derive(Debug)]
+pub struct SourceFile {
+    path: PathBuf,
+    /// Kept open: `fstat` on it before each batch is the change check.
+    file: File,
+    map: Arc<Mmap>,
+    identity: Identity,
+    /// Standard input, or data copied from a pipe, FIFO or special file into a private
+    /// temporary file: it has no lasting name to keep an index under.
+    anonymous: bool,
+}
+
+impl SourceFile {
+    /// Opens `path` (`-` is standard input). Regular files are mapped; pipes, FIFOs and
+    /// files that cannot be mapped (`/proc`) are read to the end into a private temporary
+    /// file first; devices and sockets are refused.
+    pub(crate) fn open(path: &Path, cancel: &dyn Cancel) -> Result<Self> {
+        if path.as_os_str() == "-" {
+            let stdin = std::io::stdin().lock();
+            let meta = rustix::fs::fstat(&stdin).map_err(|e| Error::from_io(path, e.into()))?;
+            if rustix::fs::FileType::from_raw_mode(meta.st_mode) == rustix::fs::FileType::RegularFile && meta.st_size > 0 {
+                // `< file`: map it where it is.
+                let fd = std::os::fd::AsFd::as_fd(&stdin).try_clone_to_owned().map_err(|e| Error::from_io(path, e))?;
+                return Self::from_spool(path, File::from(fd));
+            }
+            let file = spool::spool(path, &stdin, cancel)?;
+            return Self::from_spool(path, file);
+        }
+        let file = spool::open_nonblocking(path).map_err(|e| Error::from_io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::from_io(path, e))?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            return Err(Error::IsADirectory { path: path.to_path_buf() });
+        }
+        if kind.is_fifo() {
+            let file = spool::spool(path, &file, cancel)?;
+            return Self::from_spool(path, file);
+        }
+        if !kind.is_file() {
+            let kind = if kind.is_char_device() {
+                "character device"
+            } else if kind.is_block_device() {
+                "block device"
+            } else if kind.is_socket() {
+                "socket"
+            } else {
+                "special file"
+            };
+            return Err(Error::NotRegularFile { path: path.to_path_buf(), kind });
+        }
+        spool::set_blocking(&file).map_err(|e| Error::from_io(path, e))?;
+        if meta.len() == 0 {
+            // `/proc` and `/sys` files report size 0 and still have content: read it.
+            let file = spool::spool(path, &file, cancel)?;
+            return Self::from_spool(path, file);
+        }
+        match map::map_file(&file) {
+            Ok(map) => Ok(SourceFile {
+                path: path.to_path_buf(),
+                identity: Identity::of(&meta),
+                file,
+                map: Arc::new(map),
+                anonymous: false,
+            }),
+            // A file system that cannot map (ENODEV): read it instead.
+            Err(e) if e.raw_os_error() == Some(19) => {
+                let file = spool::spool(path, &file, cancel)?;
+                Self::from_spool(path, file)
+            }
+            Err(e) => Err(Error::from_io(path, e)),
+        }
+    }
+
+    fn from_spool(path: &Path, file: File) -> Result<Self> {
+        let meta = file.metadata().map_err(|e| Error::from_io(path, e))?;
+        let map = map::map_file(&file).map_err(|e| Error::from_io(path, e))?;
+        Ok(SourceFile { path: path.to_path_buf(), identity: Identity::of(&meta), file, map: Arc::new(map), anonymous: true })
+    }
+
+    /// The path the file was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The open file (for the index build's advisory lock).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The identity the file had when it was mapped.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// True for standard input and for pipes or special files copied to a private
+    /// temporary file: such input has no index file.
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
+    }
+
+    /// The address range of the mapping, for checking that buffers point into it.
+    pub fn address_range(&self) -> Range<usize> {
+        let start = self.map.as_ptr() as usize;
+        start..start + self.map.len()
+    }
+
+    /// [`Error::FileChanged`] when the open file's size, modification or change time
+    /// differs from when it was mapped: one `fstat`, cheap enough for every batch.
+    pub(crate) fn check_unchanged(&self) -> Result<()> {
+        let meta = self.file.metadata().map_err(|e| Error::from_io(&self.path, e))?;
+        self.compare(&Identity::of(&meta))
+    }
+
+    /// Like [`check_unchanged`](Self::check_unchanged), and also that the path still
+    /// names the same file (not replaced by a rename): one `stat`, at each epoch.
+    pub(crate) fn check_path_unchanged(&self) -> Result<()> {
+        if self.anonymous {
+            return self.check_unchanged();
+        }
+        let meta = std::fs::metadata(&self.path).map_err(|e| Error::from_io(&self.path, e))?;
+        self.compare(&Identity::of(&meta))?;
+        self.check_unchanged()
+    }
+
+    fn compare(&self, now: &Identity) -> Result<()> {
+        match self.identity.difference(now) {
+            None => Ok(()),
+            Some(what) => Err(Error::FileChanged { path: self.path.clone(), what }),
+        }
+    }
+
+    /// An Arrow buffer over `range` of the map, without copying; `None` outside the map.
+    pub(crate) fn window(&self, range: Range<usize>) -> Option<Buffer> {
+        map::window(&self.map, range)
+    }
+
+    /// Tells the kernel how this map will be read (see [`IoPolicy`]); only hints.
+    pub(crate) fn advise(&self, policy: ResolvedIo) {
+        #[cfg(target_os = "linux")]
+        {
+            let advice = match policy {
+                // 2 MiB pages: a shuffled epoch reads lines at random, and with 4 KiB pages
+                // nearly every line also missed the TLB (`cargo bench --bench core`).
+                ResolvedIo::Cached => memmap2::Advice::HugePage,
+                // No read-around: a fault reads the page it needs, not 4 MiB around it;
+                // what will be read is requested ahead explicitly (`readahead`).
+                ResolvedIo::Disk => memmap2::Advice::Random,
+                ResolvedIo::Sequential => memmap2::Advice::Sequential,
+            };
+            let _ = self.map.advise(advice);
+        }
+    }
+
+    /// Asks the kernel to start reading `range` into the page cache, without waiting.
+    pub(crate) fn will_need(&self, range: Range<usize>) {
+        let start = range.start & !4095;
+        let end = range.end.min(self.map.len());
+        if end > start {
+            let _ = self.map.advise_range(memmap2::Advice::WillNeed, start, end - start);
+        }
+    }
+
+    /// See [`map::release`].
+    pub(crate) fn release(&self, range: Range<usize>) {
+        map::release(&self.map, range)
+    }
+}
+
+/// An [`IoPolicy`] decided for one corpus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResolvedIo {
+    /// The files are expected in the page cache.
+    Cached,
+    /// Page-cache misses are expected; reads are requested ahead.
+    Disk,
+    /// File order over files too large to cache: the kernel's sequential read-ahead.
+    Sequential,
+}
+
+impl ResolvedIo {
+    /// Decides `policy` for `total_bytes` of input served in `shuffled` order.
+    pub(crate) fn resolve(policy: IoPolicy, total_bytes: u64, shuffled: bool) -> Self {
+        let disk = match policy {
+            IoPolicy::Cached => false,
+            IoPolicy::Disk => true,
+            IoPolicy::Auto => total_bytes > memory_budget() / 2,
+        };
+        match (disk, shuffled) {
+            (false, _) => ResolvedIo::Cached,
+            (true, true) => ResolvedIo::Disk,
+            (true, false) => ResolvedIo::Sequential,
+        }
+    }
+}
+
+/// The memory this process may use: the smaller of physical memory and every memory
+/// cgroup limit on its path (cgroup v1 and v2).
+pub fn memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(u64::MAX, |kib| kib * 1024);
+    total.min(cgroup_limit().unwrap_or(u64::MAX))
+}
+
+fn cgroup_limit() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut limit = u64::MAX;
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, rel) = (parts.next()?, parts.next()?, parts.next()?);
+        let (root, file) = if controllers.split(',').any(|c| c == "memory") {
+            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+        } else if controllers.is_empty() {
+            ("/sys/fs/cgroup", "memory.max")
+        } else {
+            continue;
+        };
+        // Every ancestor's limit binds too.
+        let mut dir = PathBuf::from(root).join(rel.trim_start_matches('/'));
+        loop {
+            if let Some(v) = std::fs::read_to_string(dir.join(file)).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                limit = limit.min(v);
+            }
+            if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                break;
+            }
+        }
+    }
+    (limit != u64::MAX).then_some(limit)
+}

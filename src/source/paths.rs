@@ -1,0 +1,69 @@
+//! Turning what a user typed — a path, several paths, globs — into the list of files of
+//! one corpus, in a stable order.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// Expands `inputs` in order: an input naming an existing path is taken as it is; one
+/// with glob characters (`*`, `?`, `[`) that names no file is expanded, its matches
+/// sorted. A glob matching nothing, an empty list, or the same file twice is an error.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # for n in ["b.txt", "a.txt", "c.log"] { std::fs::write(dir.path().join(n), "x\n").unwrap(); }
+/// let glob = format!("{}/*.txt", dir.path().display());
+/// let files = mmap_batcher::expand_inputs(&[glob.as_str()])?;
+/// assert_eq!(files.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), ["a.txt", "b.txt"]);
+/// # Ok::<(), mmap_batcher::Error>(())
+/// ```
+pub fn expand_inputs<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let input = input.as_ref();
+        let path = PathBuf::from(input);
+        let text = input.to_string_lossy();
+        let is_glob = text.contains(['*', '?', '[']);
+        if !is_glob || path.exists() || input == "-" {
+            files.push(path);
+            continue;
+        }
+        let bad = |message: String| Error::InvalidOption { message };
+        let mut matches: Vec<PathBuf> = glob::glob(&text)
+            .map_err(|e| bad(format!("bad glob pattern {text:?}: {e}")))?
+            .filter_map(std::result::Result::ok)
+            .filter(|p| !p.is_dir())
+            .collect();
+        if matches.is_empty() {
+            return Err(Error::NoInput { pattern: text.into_owned() });
+        }
+        matches.sort();
+        files.extend(matches);
+    }
+    if files.is_empty() {
+        return Err(Error::NoInput { pattern: "(empty list of inputs)".into() });
+    }
+    reject_duplicates(&files)?;
+    Ok(files)
+}
+
+fn reject_duplicates(files: &[PathBuf]) -> Result<()> {
+    let mut seen: HashMap<(u64, u64), &PathBuf> = HashMap::new();
+    let mut stdin = None;
+    for f in files {
+        if f.as_os_str() == "-" {
+            if let Some(first) = stdin.replace(f) {
+                return Err(Error::DuplicateInput { path: f.clone(), first: first.clone(), second: f.clone() });
+            }
+            continue;
+        }
+        // Missing files are reported when opened, with the usual error.
+        let Ok(meta) = std::fs::metadata(f) else { continue };
+        if let Some(first) = seen.insert((meta.dev(), meta.ino()), f) {
+            return Err(Error::DuplicateInput { path: f.clone(), first: first.clone(), second: f.clone() });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Reading batches in order with the next ones prepared on a helper thread: the epoch
+//! order computed, the lines located in the index, and their reads started — touched into
+//! the CPU cache when the corpus is in the page cache, requested from the disk ahead of
+//! time when it is not (every line of the next batches for the global shuffle, the next
+//! window's blocks for the block shuffle, whose finished windows are released).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use crate::batcher::{Batch, Batcher, Epoch, Located};
+use crate::error::Result;
+use crate::options::Shuffle;
+use crate::order::EpochOrder;
+use crate::source::ResolvedIo;
+
+/// A batch prepared by the read-ahead thread.
+#[derive(Debug)]
+pub struct Ready {
+    /// Which batch.
+    pub batch: Batch,
+    /// Its lines, found.
+    pub located: Located,
+}
+
+impl Ready {
+    /// The batch as Arrow arrays with `columns` (see [`Batch::to_record_batch_with`]).
+    pub fn to_record_batch(&self, columns: &[crate::Column]) -> Result<arrow::array::RecordBatch> {
+        self.located.record_batch(self.batch.batcher(), self.batch.epoch(), self.batch.number(), columns)
+    }
+}
+
+/// The outcome of waiting a while for the next batch.
+#[derive(Debug)]
+pub enum Wait {
+    /// The next batch (or the error that ended the stream).
+    Batch(Result<Ready>),
+    /// The stream is over.
+    Done,
+    /// Not ready yet: wait again (after checking for interrupts, say).
+    Pending,
+}
+
+/// Batches `(epoch, batch)` of a [`Batcher`], in the order given, prepared ahead.
+///
+/// ```
+/// # use std::io::Write;
+/// # let mut f = tempfile::NamedTempFile::new().unwrap();
+/// # for i in 0..10 { writeln!(f, "row {i}").unwrap(); }
+/// use mmap_batcher::{Batcher, BatchStream, IndexCache, Options};
+/// let b = Batcher::open(f.path(), Options { batch_size: 4, index_cache: IndexCache::Off, ..Default::default() })?;
+/// let stream = BatchStream::new(&b, (0..2).flat_map(|e| (0..2).map(move |batch| (e, batch))));
+/// let mut rows = 0;
+/// for ready in stream {
+///     rows += ready?.located.raw_lines().count();
+/// }
+/// assert_eq!(rows, 16);
+/// # Ok::<(), mmap_batcher::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct BatchStream {
+    rx: Option<Receiver<Result<Ready>>>,
+}
+
+impl BatchStream {
+    /// Starts preparing `units` on a helper thread.
+    pub fn new(batcher: &Batcher, units: impl Iterator<Item = (u64, u64)> + Send + 'static) -> Self {
+        Self::with_filter(batcher, units, None, true)
+    }
+
+    /// Like [`new`](Self::new), keeping only the lines whose ids lie in `allowed` (sorted,
+    /// disjoint ranges), and without reading any line bytes unless `read_lines`.
+    pub fn with_filter(
+        batcher: &Batcher,
+        units: impl Iterator<Item = (u64, u64)> + Send + 'static,
+        allowed: Option<Arc<[Range<u64>]>>,
+        read_lines: bool,
+    ) -> Self {
+        let io = batcher.corpus().io();
+        // In the page cache, one batch ahead hides the order, index and cache misses; from
+        // disk, more batches in flight keep the device's queue full.
+        let depth = if io == ResolvedIo::Cached { 1 } else { 16 };
+        let (tx, rx) = sync_channel(depth);
+        let mut ahead = ReadAhead { batcher: batcher.clone(), epoch: None, window: None, io, allowed, read_lines };
+        std::thread::spawn(move || {
+            for (e, b) in units {
+                let ready = ahead.prepare(e, b);
+                let failed = ready.is_err();
+                // The receiver is gone when the consumer dropped the stream: stop early.
+                if tx.send(ready).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        BatchStream { rx: Some(rx) }
+    }
+
+    /// Waits up to `timeout` for the next batch.
+    pub fn wait(&mut self, timeout: Duration) -> Wait {
+        let Some(rx) = &self.rx else { return Wait::Done };
+        match rx.recv_timeout(timeout) {
+            Ok(ready) => Wait::Batch(ready.and_then(|r| r.located.check_unchanged().map(|()| r))),
+            Err(RecvTimeoutError::Timeout) => Wait::Pending,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.rx = None;
+                Wait::Done
+            }
+        }
+    }
+}
+
+impl Iterator for BatchStream {
+    type Item = Result<Ready>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.wait(Duration::from_secs(3600)) {
+                Wait::Batch(r) => return Some(r),
+                Wait::Done => return None,
+                Wait::Pending => continue,
+            }
+        }
+    }
+}
+
+/// A block-shuffle window whose blocks were requested: its epoch and number, and the byte
+/// ranges `(file, bytes)` of its blocks, released when the next window starts.
+struct Window {
+    epoch: u64,
+    number: u64,
+    ranges: Vec<(usize, Range<usize>)>,
+}
+
+/// The helper thread's state.
+struct ReadAhead {
+    batcher: Batcher,
+    epoch: Option<Epoch>,
+    window: Option<Window>,
+    io: ResolvedIo,
+    allowed: Option<Arc<[Range<u64>]>>,
+    read_lines: bool,
+}
+
+/// True when `id` lies in one of the sorted, disjoint `ranges`.
+pub(crate) fn allowed_contains(ranges: &[Range<u64>], id: u64) -> bool {
+    let i = ranges.partition_point(|r| r.end <= id);
+    ranges.get(i).is_some_and(|r| r.contains(&id))
+}
+
+impl ReadAhead {
+    fn prepare(&mut self, e: u64, b: u64) -> Result<Ready> {
+        if self.epoch.as_ref().is_none_or(|ep| ep.number() != e) {
+            self.epoch = Some(self.batcher.epoch(e)?);
+        }
+        let epoch = self.epoch.clone().ok_or_else(|| crate::Error::InvalidOption { message: "no epoch".into() })?;
+        let mut batch = epoch.batch(b).ok_or_else(|| crate::Error::InvalidOption {
+            message: format!("batch {b} out of range for {} batches", epoch.num_batches()),
+        })?;
+        if let Some(allowed) = &self.allowed {
+            batch.retain(|&id| allowed_contains(allowed, id));
+        }
+        if let (EpochOrder::Block(order), true) = (epoch.order(), self.io != ResolvedIo::Cached && self.read_lines) {
+            let size = self.batcher.options().batch_size as u64;
+            let w = order.window_of(b * size);
+            self.request_windows(e, w, order)?;
+        }
+        let located = self.batcher.locate(batch.line_ids())?;
+        match self.io {
+            _ if !self.read_lines => {}
+            ResolvedIo::Cached => located.touch(true),
+            ResolvedIo::Disk if matches!(self.batcher.options().shuffle, Shuffle::Global) => located.will_need(),
+            _ => {}
+        }
+        Ok(Ready { batch, located })
+    }
+
+    /// Entering window `w` of epoch `e`: request windows `w` and `w + 1`, release the
+    /// window before.
+    fn request_windows(&mut self, e: u64, w: u64, order: &crate::order::BlockOrder) -> Result<()> {
+        if self.window.as_ref().is_some_and(|win| (win.epoch, win.number) == (e, w)) {
+            return Ok(());
+        }
+        let corpus = self.batcher.corpus();
+        if let Some(old) = self.window.take() {
+            for (f, r) in old.ranges {
+                corpus.file(f)?.source.release(r);
+            }
+        }
+        let mut current = Vec::new();
+        for (win, keep) in [(w, true), (w + 1, false)] {
+            if win >= order.num_windows() {
+                continue;
+            }
+            for lines in order.window_blocks(win) {
+                let (f, first) = corpus.locate(lines.start);
+                let file = corpus.file(f)?;
+                let last = first + (lines.end - lines.start);
+                let start = file.index.start(first) as usize;
+                let end = if last < file.index.len() { file.index.start(last) as usize } else { file.source.bytes().len() };
+                file.source.will_need(start..end);
+                if keep {
+                    current.push((f, start..end));
+                }
+            }
+        }
+        self.window = Some(Window { epoch: e, number: w, ranges: current });
+        Ok(())
+    }
+}
