@@ -340,6 +340,13 @@ impl Batcher {
 
     /// Locates `ids` (global line ids): the files they lie in, and each line's span.
     pub(crate) fn locate(&self, ids: &[u64]) -> Result<Located> {
+        self.locate_with(ids, true)
+    }
+
+    /// [`locate`](Self::locate); with `resolve_gaps` false, lines followed by skipped
+    /// lines keep the span up to the next kept line, to be cut at their newline once read
+    /// ([`Located::read_into_memory`] does).
+    pub(crate) fn locate_with(&self, ids: &[u64], resolve_gaps: bool) -> Result<Located> {
         let corpus = &self.inner.corpus;
         let mut files: Vec<Arc<OpenFile>> = Vec::new();
         let mut file_ids: Vec<usize> = Vec::new();
@@ -394,7 +401,7 @@ impl Batcher {
         }
         // Lines followed by skipped lines (a few percent) end at their first newline:
         // touch them all first, so their cache misses overlap, then search.
-        if !gaps.is_empty() {
+        if resolve_gaps && !gaps.is_empty() {
             let touched = gaps.iter().fold(0u8, |acc, &i| {
                 let bytes = files[slot_of(i)].source.bytes();
                 acc ^ bytes.get(spans[i].start as usize).copied().unwrap_or(0)
@@ -404,9 +411,10 @@ impl Batcher {
                 let file = &files[slot_of(i)];
                 spans[i] = file.index.span_after_gap(locals[i], spans[i], file.source.bytes());
             }
+            gaps.clear();
         }
         let recs = gathered.into_iter().map(|[rec, _]| rec).collect();
-        Ok(Located { files, file_ids, slots, locals, recs, spans })
+        Ok(Located { files, file_ids, slots, locals, recs, spans, gaps, owned: None })
     }
 }
 
@@ -560,6 +568,11 @@ pub struct Located {
     recs: Vec<u64>,
     /// Per line: where it lies.
     spans: Vec<LineSpan>,
+    /// Lines whose span still runs to the next kept line (see [`Batcher::locate_with`]).
+    gaps: Vec<usize>,
+    /// The lines read into memory (global shuffle from disk): the buffer, and each line's
+    /// span in it.
+    owned: Option<(arrow::buffer::Buffer, Vec<LineSpan>)>,
 }
 
 impl Located {
@@ -583,14 +596,80 @@ impl Located {
         self.files.iter().try_for_each(|f| f.source.check_unchanged())
     }
 
+    /// Line `i`'s bytes and span in them: the file's map, or the buffer it was read into.
+    #[inline]
+    fn source_of(&self, i: usize) -> (&[u8], &LineSpan) {
+        match &self.owned {
+            Some((buffer, spans)) => (buffer.as_slice(), &spans[i]),
+            None => (self.file(i).source.bytes(), &self.spans[i]),
+        }
+    }
+
     /// The lines as they are in the file, terminator included: the original `list[bytes]`.
     pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.spans.iter().enumerate().map(move |(i, s)| &self.file(i).source.bytes()[s.range()])
+        (0..self.len()).map(move |i| {
+            let (bytes, s) = self.source_of(i);
+            &bytes[s.range()]
+        })
     }
 
     /// The lines as the `line` column serves them (terminator dropped unless `keep_terminator`).
     pub fn lines(&self, keep_terminator: bool) -> impl Iterator<Item = &[u8]> + '_ {
-        self.spans.iter().enumerate().map(move |(i, s)| &self.file(i).source.bytes()[s.served_range(keep_terminator)])
+        (0..self.len()).map(move |i| {
+            let (bytes, s) = self.source_of(i);
+            &bytes[s.served_range(keep_terminator)]
+        })
+    }
+
+    /// Reads the lines into a buffer of their own with many reads in flight (the global
+    /// shuffle from disk): every line is a random read, which the disk serves far faster
+    /// in parallel than as page faults one at a time.
+    pub(crate) fn read_into_memory(&mut self) -> Result<()> {
+        // A line not yet cut at its newline is read up to the bound of the search for it.
+        let limit = crate::index::record::LONG_LINE;
+        for &i in &self.gaps {
+            let s = &mut self.spans[i];
+            s.end = s.end.min(s.start + limit);
+        }
+        let mut buffer = Vec::new();
+        let mut spans = vec![LineSpan::default(); self.len()];
+        for (slot, file) in self.files.iter().enumerate() {
+            let lines: Vec<usize> = (0..self.len()).filter(|&i| self.slots.get(i).copied().unwrap_or(0) as usize == slot).collect();
+            let ranges: Vec<std::ops::Range<u64>> = lines.iter().map(|&i| self.spans[i].start..self.spans[i].end).collect();
+            let (bytes, offsets) = crate::source::read_ranges(file.source.random_reader(), &ranges).map_err(|e| Error::from_io(file.source.path(), e))?;
+            let base = buffer.len() as u64;
+            buffer.extend_from_slice(&bytes);
+            for (&i, &at) in lines.iter().zip(&offsets) {
+                let s = self.spans[i];
+                spans[i] = LineSpan { start: base + at as u64, end: base + at as u64 + s.len(), terminator: s.terminator };
+            }
+        }
+        for i in std::mem::take(&mut self.gaps) {
+            let got = &buffer[spans[i].range()];
+            match memchr::memchr(b'\n', got) {
+                Some(p) => {
+                    spans[i].end = spans[i].start + p as u64 + 1;
+                    self.spans[i].end = self.spans[i].start + p as u64 + 1;
+                }
+                None => {
+                    // A line longer than the search bound (rare): its end from the index,
+                    // its bytes read again whole.
+                    let file = self.file(i);
+                    let full = file.index.span_after_gap(self.locals[i], LineSpan { end: self.spans[i].end.max(self.spans[i].start + limit), ..self.spans[i] }, file.source.bytes());
+                    let mut bytes = vec![0u8; full.len() as usize];
+                    std::os::unix::fs::FileExt::read_exact_at(file.source.random_reader(), &mut bytes, full.start)
+                        .map_err(|e| Error::from_io(file.source.path(), e))?;
+                    let at = buffer.len() as u64;
+                    buffer.extend_from_slice(&bytes);
+                    spans[i] = LineSpan { start: at, end: at + full.len(), terminator: full.terminator };
+                    self.spans[i] = full;
+                }
+            }
+            spans[i].terminator = spans[i].terminator.min(spans[i].len() as u32);
+            self.spans[i].terminator = spans[i].terminator;
+        }
+        self.owned = Some((arrow::buffer::Buffer::from_vec(buffer), spans));
+        Ok(())
     }
 
     /// 1-based physical line numbers, in served order.
@@ -613,6 +692,9 @@ impl Located {
     /// branches would stall them one by one) read from cache. With `ends`, for callers
     /// about to copy whole lines, each line's last byte is read too.
     pub(crate) fn touch(&self, ends: bool) {
+        if self.owned.is_some() {
+            return;
+        }
         let touch = |bytes: &[u8], s: &LineSpan| {
             let first = bytes.get(s.start as usize).copied().unwrap_or(0);
             let last = if ends { bytes.get((s.end as usize).wrapping_sub(1)).copied().unwrap_or(0) } else { 0 };
@@ -627,13 +709,6 @@ impl Located {
         std::hint::black_box(touched);
     }
 
-    /// Asks the kernel to start reading every line's pages (reads from disk).
-    pub(crate) fn will_need(&self) {
-        for (i, s) in self.spans.iter().enumerate() {
-            self.file(i).source.will_need(s.range());
-        }
-    }
-
     /// The batch as Arrow arrays: `columns` of batch `number` of `epoch`.
     pub(crate) fn record_batch(&self, batcher: &Batcher, epoch: u64, number: u64, columns: &[Column]) -> Result<RecordBatch> {
         let opts = &batcher.inner.options;
@@ -642,6 +717,12 @@ impl Located {
             .iter()
             .map(|c| {
                 Ok(match c {
+                    Column::Line if self.owned.is_some() => {
+                        self.check_unchanged()?;
+                        let (buffer, spans) = self.owned.as_ref().ok_or_else(|| Error::InvalidOption { message: "no lines".into() })?;
+                        crate::arrow::owned_line_array(buffer, spans, opts.line_type, opts.keep_terminator)
+                            .map_err(|source| Error::Arrow { context: batcher.path().display().to_string(), source })?
+                    }
                     Column::Line => {
                         self.touch(false);
                         let utf8 = match opts.line_type {

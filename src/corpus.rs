@@ -73,7 +73,7 @@ impl Corpus {
         // Decided before any file is mapped: the index build's reads already come in the
         // page sizes the epochs want (the kernel keeps cached pages at the size read).
         let total_bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-        let io = ResolvedIo::resolve(options.io, total_bytes, options.shuffle.is_shuffled());
+        let io = ResolvedIo::resolve(options.io, total_bytes, options.shuffle);
         let block_bytes = match options.shuffle {
             Shuffle::Block { block_bytes, .. } => Some(block_bytes),
             _ => None,
@@ -288,7 +288,9 @@ fn open_file(
     index_path: Option<&Path>,
 ) -> Result<OpenFile> {
     let source = SourceFile::open(path, cancel)?;
-    source.advise(io);
+    // The build reads the file in order (requesting reads ahead when it comes from disk),
+    // in 2 MiB pages either way; the epochs' advice comes after it.
+    source.advise(ResolvedIo::Cached);
     let cache = match index_path {
         Some(p) => crate::options::IndexCache::Path(p.to_path_buf()),
         None => options.index_cache.clone(),
@@ -300,11 +302,15 @@ fn open_file(
         progress,
         cancel,
         force_rebuild: false,
+        from_disk: io != ResolvedIo::Cached,
     };
     let (index, status) = open_index(&source, &req, notices)?;
     // The file may have changed while it was read: then the index describes no version of it.
     source.check_unchanged()?;
-    if io == ResolvedIo::Disk {
+    if io != ResolvedIo::Cached {
+        source.advise(io);
+    }
+    if io == ResolvedIo::DiskLines {
         // Random reads of the records would each be a disk read: read them all now.
         index.will_need();
     }

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use crate::batcher::{Batch, Batcher, Epoch, Located};
 use crate::error::Result;
-use crate::options::Shuffle;
 use crate::order::EpochOrder;
-use crate::source::ResolvedIo;
+use crate::source::{Prefetcher, ResolvedIo};
 
 /// A batch prepared by the read-ahead thread.
 #[derive(Debug)]
@@ -35,7 +34,7 @@ impl Ready {
 #[derive(Debug)]
 pub enum Wait {
     /// The next batch (or the error that ended the stream).
-    Batch(Result<Ready>),
+    Batch(Box<Result<Ready>>),
     /// The stream is over.
     Done,
     /// Not ready yet: wait again (after checking for interrupts, say).
@@ -80,9 +79,10 @@ impl BatchStream {
         let io = batcher.corpus().io();
         // In the page cache, one batch ahead hides the order, index and cache misses; from
         // disk, more batches in flight keep the device's queue full.
-        let depth = if io == ResolvedIo::Cached { 1 } else { 16 };
+        let depth = if io == ResolvedIo::Cached { 1 } else { 4 };
         let (tx, rx) = sync_channel(depth);
-        let mut ahead = ReadAhead { batcher: batcher.clone(), epoch: None, window: None, io, allowed, read_lines };
+        let mut ahead =
+            ReadAhead { batcher: batcher.clone(), epoch: None, window: None, io, allowed, read_lines, prefetchers: Default::default() };
         std::thread::spawn(move || {
             for (e, b) in units {
                 let ready = ahead.prepare(e, b);
@@ -100,7 +100,7 @@ impl BatchStream {
     pub fn wait(&mut self, timeout: Duration) -> Wait {
         let Some(rx) = &self.rx else { return Wait::Done };
         match rx.recv_timeout(timeout) {
-            Ok(ready) => Wait::Batch(ready.and_then(|r| r.located.check_unchanged().map(|()| r))),
+            Ok(ready) => Wait::Batch(Box::new(ready.and_then(|r| r.located.check_unchanged().map(|()| r)))),
             Err(RecvTimeoutError::Timeout) => Wait::Pending,
             Err(RecvTimeoutError::Disconnected) => {
                 self.rx = None;
@@ -116,7 +116,7 @@ impl Iterator for BatchStream {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             match self.wait(Duration::from_secs(3600)) {
-                Wait::Batch(r) => return Some(r),
+                Wait::Batch(r) => return Some(*r),
                 Wait::Done => return None,
                 Wait::Pending => continue,
             }
@@ -130,7 +130,15 @@ struct Window {
     epoch: u64,
     number: u64,
     ranges: Vec<(usize, Range<usize>)>,
+    /// Windows before this one are requested.
+    requested: u64,
 }
+
+/// Block shuffle from disk: windows requested ahead of the one being served (two measured
+/// slower: the page cache then drops the window being served before it is read).
+const WINDOWS_AHEAD: u64 = 1;
+/// Block shuffle from disk: blocks read at once.
+const PREFETCH_THREADS: usize = 4;
 
 /// The helper thread's state.
 struct ReadAhead {
@@ -140,6 +148,8 @@ struct ReadAhead {
     io: ResolvedIo,
     allowed: Option<Arc<[Range<u64>]>>,
     read_lines: bool,
+    /// Block shuffle from disk: a sequential reader per file for the next window's blocks.
+    prefetchers: std::collections::HashMap<usize, Prefetcher>,
 }
 
 /// True when `id` lies in one of the sorted, disjoint `ranges`.
@@ -160,51 +170,74 @@ impl ReadAhead {
         if let Some(allowed) = &self.allowed {
             batch.retain(|&id| allowed_contains(allowed, id));
         }
-        if let (EpochOrder::Block(order), true) = (epoch.order(), self.io != ResolvedIo::Cached && self.read_lines) {
+        if let (EpochOrder::Block(order), ResolvedIo::DiskWindows, true) = (epoch.order(), self.io, self.read_lines) {
             let size = self.batcher.options().batch_size as u64;
             let w = order.window_of(b * size);
             self.request_windows(e, w, order)?;
         }
-        let located = self.batcher.locate(batch.line_ids())?;
+        // Lines read with `pread` are cut at their newline once read, not found through the
+        // map (which would be a page fault, one at a time, for each); without the `line`
+        // column no end is needed at all.
+        let resolve_gaps = self.read_lines && self.io != ResolvedIo::DiskLines;
+        let mut located = self.batcher.locate_with(batch.line_ids(), resolve_gaps)?;
         match self.io {
             _ if !self.read_lines => {}
             ResolvedIo::Cached => located.touch(true),
-            ResolvedIo::Disk if matches!(self.batcher.options().shuffle, Shuffle::Global) => located.will_need(),
-            _ => {}
+            ResolvedIo::DiskLines => located.read_into_memory()?,
+            ResolvedIo::DiskWindows | ResolvedIo::Sequential => {}
         }
         Ok(Ready { batch, located })
     }
 
-    /// Entering window `w` of epoch `e`: request windows `w` and `w + 1`, release the
-    /// window before.
+    /// Entering window `w` of epoch `e`: keep [`WINDOWS_AHEAD`] windows after it
+    /// requested, and release the window before it.
     fn request_windows(&mut self, e: u64, w: u64, order: &crate::order::BlockOrder) -> Result<()> {
         if self.window.as_ref().is_some_and(|win| (win.epoch, win.number) == (e, w)) {
             return Ok(());
         }
         let corpus = self.batcher.corpus();
+        let mut next = w;
         if let Some(old) = self.window.take() {
             for (f, r) in old.ranges {
                 corpus.file(f)?.source.release(r);
             }
-        }
-        let mut current = Vec::new();
-        for (win, keep) in [(w, true), (w + 1, false)] {
-            if win >= order.num_windows() {
-                continue;
+            if old.epoch == e {
+                next = old.requested.max(w);
             }
-            for lines in order.window_blocks(win) {
-                let (f, first) = corpus.locate(lines.start);
+        }
+        let last = (w + WINDOWS_AHEAD).min(order.num_windows().saturating_sub(1));
+        for win in next..=last {
+            for (f, range) in self.window_ranges(order, win)? {
                 let file = corpus.file(f)?;
-                let last = first + (lines.end - lines.start);
-                let start = file.index.start(first) as usize;
-                let end = if last < file.index.len() { file.index.start(last) as usize } else { file.source.bytes().len() };
-                file.source.will_need(start..end);
-                if keep {
-                    current.push((f, start..end));
+                let prefetcher = match self.prefetchers.entry(f) {
+                    std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+                    std::collections::hash_map::Entry::Vacant(v) => Prefetcher::new(file.source.file(), 1024, PREFETCH_THREADS).map(|p| v.insert(p)),
+                };
+                if let Some(p) = prefetcher {
+                    p.request(range.start as u64..range.end as u64);
                 }
             }
         }
-        self.window = Some(Window { epoch: e, number: w, ranges: current });
+        let ranges = self.window_ranges(order, w)?;
+        self.window = Some(Window { epoch: e, number: w, ranges, requested: last + 1 });
         Ok(())
+    }
+
+    /// The byte ranges `(file, bytes)` of window `w`'s blocks.
+    fn window_ranges(&self, order: &crate::order::BlockOrder, w: u64) -> Result<Vec<(usize, Range<usize>)>> {
+        let corpus = self.batcher.corpus();
+        let mut out = Vec::new();
+        if w >= order.num_windows() {
+            return Ok(out);
+        }
+        for lines in order.window_blocks(w) {
+            let (f, first) = corpus.locate(lines.start);
+            let file = corpus.file(f)?;
+            let last = first + (lines.end - lines.start);
+            let start = file.index.start(first) as usize;
+            let end = if last < file.index.len() { file.index.start(last) as usize } else { file.source.bytes().len() };
+            out.push((f, start..end));
+        }
+        Ok(out)
     }
 }

@@ -101,7 +101,7 @@ impl BatchIter {
                 }
                 Wait::Batch(ready) => {
                     // After an error the stream is over, and the epoch is not finished.
-                    let ready = ready?;
+                    let ready = (*ready)?;
                     *slot = Some(stream);
                     let out = self.convert(py, ready)?;
                     if let Some(c) = &self.cursor {

@@ -14,6 +14,8 @@ use arrow::error::ArrowError;
 use crate::options::LineType;
 pub(crate) use views::{line_array, Utf8Checked, Windows};
 
+use crate::index::LineSpan;
+
 /// The columns a batch can carry, in schema order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Column {
@@ -156,4 +158,26 @@ pub fn to_large(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         .collect::<Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(schema, columns, &options)
+}
+
+/// The `line` column of lines read into `buffer` (each at its span): views into the
+/// buffer, which the batch then owns. Built with Arrow's own checks (UTF-8 included for
+/// strings): these bytes were copied from the file, so they are validated as they are.
+pub(crate) fn owned_line_array(
+    buffer: &arrow::buffer::Buffer,
+    spans: &[LineSpan],
+    line_type: LineType,
+    keep_terminator: bool,
+) -> Result<ArrayRef, ArrowError> {
+    let mut views = Vec::with_capacity(spans.len());
+    for s in spans {
+        let r = s.served_range(keep_terminator);
+        let line = buffer.as_slice().get(r.clone()).ok_or_else(|| ArrowError::InvalidArgumentError("line outside its buffer".into()))?;
+        views.push(arrow::array::builder::make_view(line, 0, r.start as u32));
+    }
+    let views = arrow::buffer::ScalarBuffer::from(views);
+    Ok(match line_type {
+        LineType::Utf8 => Arc::new(StringViewArray::try_new(views, vec![buffer.clone()], None)?) as ArrayRef,
+        LineType::Binary => Arc::new(BinaryViewArray::try_new(views, vec![buffer.clone()], None)?) as ArrayRef,
+    })
 }

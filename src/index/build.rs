@@ -19,10 +19,33 @@ use super::store::{RecordStore, Records};
 use super::utf8::{invalid_bytes, Utf8Verdict};
 use super::{Half, IndexMeta, LineIndex};
 use crate::options::KeepRules;
-use crate::source::Cancel;
+use std::fs::File;
+
+use crate::source::{Cancel, Prefetcher};
 
 /// Bytes per segment: small enough to stay in L2 between the newline and UTF-8 passes.
 const SEGMENT: usize = 256 << 10;
+
+/// How far ahead of each scan reads are requested when the file comes from disk: the
+/// backward scan gets no help from the kernel's read-ahead, which only follows forward
+/// reads, and the forward one gets more than the kernel's default window.
+const READ_AHEAD: usize = 64 << 20;
+/// Reads are requested in pieces of this size.
+const READ_AHEAD_STEP: usize = 8 << 20;
+
+/// What a build reports to, asks, and tells the kernel.
+#[derive(Clone, Copy)]
+pub(crate) struct Hooks<'a> {
+    /// Called now and then with the number of bytes just indexed (from both threads).
+    pub progress: &'a (dyn Fn(u64) + Sync),
+    /// Asked every segment whether to stop.
+    pub cancel: &'a dyn Cancel,
+    /// When the file comes from disk: the file, which each scan reads ahead of itself
+    /// with a [`Prefetcher`].
+    pub read_ahead: Option<&'a File>,
+    /// When the file comes from disk: called with byte ranges the scans are done with.
+    pub release: Option<&'a (dyn Fn(std::ops::Range<usize>) + Sync)>,
+}
 
 /// Why an index could not be built.
 #[derive(Debug)]
@@ -109,18 +132,11 @@ struct HalfResult {
 }
 
 impl LineIndex {
-    /// Indexes `bytes`, on two threads for inputs over 2 MiB. `progress` is called now and
-    /// then with the number of bytes just indexed; `cancel` is asked every segment.
-    pub(crate) fn build(
-        bytes: &[u8],
-        rules: KeepRules,
-        max_line_len: u64,
-        progress: &(dyn Fn(u64) + Sync),
-        cancel: &dyn Cancel,
-    ) -> Result<Self, BuildError> {
+    /// Indexes `bytes`, on two threads for inputs over 2 MiB.
+    pub(crate) fn build(bytes: &[u8], rules: KeepRules, max_line_len: u64, hooks: Hooks<'_>) -> Result<Self, BuildError> {
         let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
         let ranges = split_at_lines(bytes, if two_cores { 2 } else { 1 }, 1 << 20);
-        Self::build_from(bytes, ranges[ranges.len() - 1].start, false, rules, max_line_len, progress, cancel)
+        Self::build_from(bytes, ranges[ranges.len() - 1].start, false, rules, max_line_len, hooks)
     }
 
     /// Indexes `bytes` outward from `middle`, which must be 0 or a line start. With
@@ -131,8 +147,7 @@ impl LineIndex {
         count_first: bool,
         rules: KeepRules,
         max_line_len: u64,
-        progress: &(dyn Fn(u64) + Sync),
-        cancel: &dyn Cancel,
+        hooks: Hooks<'_>,
     ) -> Result<Self, BuildError> {
         if bytes.len() as u64 >= 1 << 53 {
             return Err(BuildError::Memory(std::io::Error::other("files over 8 PiB cannot be indexed")));
@@ -154,10 +169,19 @@ impl LineIndex {
         let stop = AtomicBool::new(false);
         let scanner = NewlineScanner::new();
         let (head_slots, tail_slots) = store.slots_mut().split_at_mut(split);
-        let common = Common { rules, max_line_len, layout, scanner, progress, stop: &stop };
+        let common = Common {
+            rules,
+            max_line_len,
+            layout,
+            scanner,
+            progress: hooks.progress,
+            read_ahead: hooks.read_ahead,
+            release: hooks.release,
+            stop: &stop,
+        };
         let (head, tail) = std::thread::scope(|s| {
             let head = (middle > 0).then(|| s.spawn(|| Scan::<true>::run(head_bytes, 0, head_slots, common.clone(), &NeverAsk)));
-            let tail = Scan::<false>::run(tail_bytes, middle as u64, tail_slots, common.clone(), cancel);
+            let tail = Scan::<false>::run(tail_bytes, middle as u64, tail_slots, common.clone(), hooks.cancel);
             let head = head.map(|h| h.join());
             (head, tail)
         });
@@ -250,6 +274,8 @@ struct Common<'a> {
     layout: Layout,
     scanner: NewlineScanner,
     progress: &'a (dyn Fn(u64) + Sync),
+    read_ahead: Option<&'a File>,
+    release: Option<&'a (dyn Fn(std::ops::Range<usize>) + Sync)>,
     stop: &'a AtomicBool,
 }
 
@@ -268,10 +294,14 @@ struct Scan<'a, const BACKWARD: bool> {
     skipped_since: u64,
     /// Forward: `(index, end, length)` of the last kept line.
     last_kept: Option<(u64, u64, u64)>,
+    /// Reads were requested from here on (forward) or up to here (backward).
+    requested: usize,
+    prefetcher: Option<Prefetcher>,
 }
 
 impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
     fn run(bytes: &'a [u8], base: u64, slots: &'a mut [u64], common: Common<'a>, cancel: &dyn Cancel) -> HalfResult {
+        let prefetcher = common.read_ahead.and_then(|f| Prefetcher::new(f, 4, 1));
         let mut scan = Scan::<BACKWARD> {
             bytes,
             base,
@@ -281,10 +311,13 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
             out: HalfResult::empty(),
             skipped_since: 0,
             last_kept: None,
+            requested: if BACKWARD { bytes.len() } else { 0 },
+            prefetcher,
         };
         if BACKWARD {
             let mut end = bytes.len();
             while end > 0 {
+                scan.read_ahead(end);
                 let s = end.saturating_sub(SEGMENT);
                 let start = if s == 0 { 0 } else { memchr::memrchr(b'\n', &bytes[..s]).map_or(0, |p| p + 1) };
                 // Newlines in [start - 1, end - 1) end the lines that start in [start, end);
@@ -312,6 +345,7 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
         } else {
             let mut start = 0;
             while start < bytes.len() {
+                scan.read_ahead(start);
                 let s = start + SEGMENT;
                 let end = if s >= bytes.len() {
                     bytes.len()
@@ -335,6 +369,27 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
         scan.out
     }
 
+    /// Requests the reads of the next [`READ_AHEAD`] bytes past `at`, in the scan's
+    /// direction, when the file comes from disk.
+    fn read_ahead(&mut self, at: usize) {
+        let Some(prefetcher) = &self.prefetcher else { return };
+        let base = self.base;
+        if BACKWARD {
+            while self.requested > at.saturating_sub(READ_AHEAD) {
+                let start = self.requested.saturating_sub(READ_AHEAD_STEP);
+                prefetcher.request(base + start as u64..base + self.requested as u64);
+                self.requested = start;
+            }
+        } else {
+            let limit = (at + READ_AHEAD).min(self.bytes.len());
+            while self.requested < limit {
+                let end = (self.requested + READ_AHEAD_STEP).min(self.bytes.len());
+                prefetcher.request(base + self.requested as u64..base + end as u64);
+                self.requested = end;
+            }
+        }
+    }
+
     fn should_stop(&self, cancel: &dyn Cancel) -> bool {
         if cancel.cancelled() {
             self.common.stop.store(true, Ordering::Relaxed);
@@ -345,6 +400,12 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
     /// After the records of `range` are written: progress, and its UTF-8 check.
     fn segment_done(&mut self, range: std::ops::Range<usize>, first_written: usize) {
         (self.common.progress)(range.len() as u64);
+        if let Some(release) = self.common.release {
+            // Unmapped pages are the cheapest for the kernel to reclaim when the file does
+            // not fit: done with, they make room for the reads ahead.
+            let base = self.base as usize;
+            release(base + range.start..base + range.end);
+        }
         if self.out.bad_utf8.is_some() && !BACKWARD {
             // The tail's first failure is its lowest; the head's are found ever lower.
             return;

@@ -277,8 +277,12 @@ mod tests {
 
     const RULES: KeepRules = KeepRules { skip_blank_lines: true, comment_char: Some(b'#') };
 
+    fn hooks() -> build::Hooks<'static> {
+        build::Hooks { progress: &|_| {}, cancel: &NeverCancel, read_ahead: None, release: None }
+    }
+
     fn build_from(bytes: &[u8], middle: usize, max_line_len: u64) -> Result<LineIndex, BuildError> {
-        LineIndex::build_from(bytes, middle, false, RULES, max_line_len, &|_| {}, &NeverCancel)
+        LineIndex::build_from(bytes, middle, false, RULES, max_line_len, hooks())
     }
 
     fn build(bytes: &[u8]) -> LineIndex {
@@ -321,7 +325,7 @@ mod tests {
             // Both ways of sizing the store: generously, and counted exactly as when the
             // address space is limited.
             for count_first in [false, true] {
-                let split = LineIndex::build_from(&text, middle, count_first, RULES, MAX_LINE_LEN, &|_| {}, &NeverCancel).unwrap();
+                let split = LineIndex::build_from(&text, middle, count_first, RULES, MAX_LINE_LEN, hooks()).unwrap();
                 assert_eq!(lines(&split, &text), lines(&whole, &text), "middle {middle}");
                 assert_eq!(split.physical_lines(), whole.physical_lines());
             }
@@ -420,8 +424,10 @@ pub(crate) struct IndexRequest<'a> {
     pub max_line_len: u64,
     pub progress: &'a (dyn Fn(u64) + Sync),
     pub cancel: &'a dyn crate::source::Cancel,
-    /// Set when the file's data changed while it was indexed.
+    /// Rebuild even over a valid index file (`mmap-batcher index --force`).
     pub force_rebuild: bool,
+    /// The file comes from disk: request the build's reads ahead.
+    pub from_disk: bool,
 }
 
 /// The index of `source`: a valid index file mapped, or one built (and written where the
@@ -434,7 +440,14 @@ pub(crate) fn open_index(
     use crate::options::IndexCache;
     let path = source.path();
     let build = || -> crate::Result<LineIndex> {
-        LineIndex::build(source.bytes(), req.rules, req.max_line_len, req.progress, req.cancel).map_err(|e| match e {
+        let release = |r: std::ops::Range<usize>| source.release(r);
+        let hooks = build::Hooks {
+            progress: req.progress,
+            cancel: req.cancel,
+            read_ahead: req.from_disk.then_some(source.file()),
+            release: req.from_disk.then_some(&release),
+        };
+        LineIndex::build(source.bytes(), req.rules, req.max_line_len, hooks).map_err(|e| match e {
             build::BuildError::TooLong { line_number, length } => crate::Error::LineTooLong {
                 path: path.to_path_buf(),
                 line_number,

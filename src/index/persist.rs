@@ -248,7 +248,7 @@ pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result
     {
         return Err(Unusable::Invalid("side lists out of order or range".into()));
     }
-    let records = Records::Mapped { map, bytes: HEADER_LEN..HEADER_LEN + 8 * header.records_count as usize };
+    let records = Records::Mapped { map, bytes: HEADER_LEN..HEADER_LEN + 8 * header.records_count as usize, file };
     Ok(LineIndex::from_parts(records, meta))
 }
 

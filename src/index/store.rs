@@ -60,7 +60,7 @@ pub(crate) enum Records {
     Anonymous(RecordStore),
     /// Mapped from an index file: the records are the bytes `bytes` of the map (checked
     /// at load to be 8-byte aligned and a whole number of records).
-    Mapped { map: Mmap, bytes: Range<usize> },
+    Mapped { map: Mmap, bytes: Range<usize>, file: std::fs::File },
 }
 
 impl Records {
@@ -69,7 +69,7 @@ impl Records {
     pub(crate) fn as_slice(&self) -> &[u64] {
         match self {
             Records::Anonymous(store) => store.records(),
-            Records::Mapped { map, bytes } => bytemuck::cast_slice::<u8, u64>(&map[bytes.clone()]),
+            Records::Mapped { map, bytes, .. } => bytemuck::cast_slice::<u8, u64>(&map[bytes.clone()]),
         }
     }
 
@@ -81,10 +81,10 @@ impl Records {
         }
     }
 
-    /// Asks the kernel to read a mapped index into the page cache ahead of random reads.
+    /// Reads a mapped index into the page cache, in the background, ahead of random reads.
     pub(crate) fn will_need(&self) {
-        if let Records::Mapped { map, .. } = self {
-            let _ = map.advise(memmap2::Advice::WillNeed);
+        if let Records::Mapped { file, .. } = self {
+            crate::source::read_all_detached(file);
         }
     }
 }

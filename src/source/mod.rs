@@ -5,6 +5,8 @@
 #[allow(unsafe_code)]
 mod map;
 pub(crate) mod paths;
+mod prefetch;
+mod pread;
 mod spool;
 
 use std::fs::File;
@@ -18,6 +20,9 @@ use memmap2::Mmap;
 
 use crate::error::{Error, Result};
 use crate::options::IoPolicy;
+
+pub(crate) use prefetch::{read_all_detached, Prefetcher};
+pub(crate) use pread::read_ranges;
 
 /// Maps an index file read-only (see [`map`] for the safety argument).
 pub(crate) fn map_index(file: &File) -> std::io::Result<Mmap> {
@@ -95,6 +100,9 @@ pub struct SourceFile {
     /// Standard input, or data copied from a pipe, FIFO or special file into a private
     /// temporary file: it has no lasting name to keep an index under.
     anonymous: bool,
+    /// A second open file description for scattered `pread`s, told not to read ahead
+    /// (made on first use).
+    random_reader: std::sync::OnceLock<Option<File>>,
 }
 
 impl SourceFile {
@@ -148,6 +156,7 @@ impl SourceFile {
                 file,
                 map: Arc::new(map),
                 anonymous: false,
+                random_reader: Default::default(),
             }),
             // A file system that cannot map (ENODEV): read it instead.
             Err(e) if e.raw_os_error() == Some(19) => {
@@ -161,7 +170,14 @@ impl SourceFile {
     fn from_spool(path: &Path, file: File) -> Result<Self> {
         let meta = file.metadata().map_err(|e| Error::from_io(path, e))?;
         let map = map::map_file(&file).map_err(|e| Error::from_io(path, e))?;
-        Ok(SourceFile { path: path.to_path_buf(), identity: Identity::of(&meta), file, map: Arc::new(map), anonymous: true })
+        Ok(SourceFile {
+            path: path.to_path_buf(),
+            identity: Identity::of(&meta),
+            file,
+            map: Arc::new(map),
+            anonymous: true,
+            random_reader: Default::default(),
+        })
     }
 
     /// The path the file was opened with.
@@ -177,6 +193,23 @@ impl SourceFile {
     /// The open file (for the index build's advisory lock).
     pub(crate) fn file(&self) -> &File {
         &self.file
+    }
+
+    /// A file handle for scattered reads: the same file, with the kernel's read-ahead off
+    /// (a 100-byte line read at random should read its page, not 16 KiB or more around it).
+    pub(crate) fn random_reader(&self) -> &File {
+        let reader = self.random_reader.get_or_init(|| {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+            let again = File::open(format!("/proc/self/fd/{fd}")).ok()?;
+            // The same file (not a new one at that path): else keep using ours.
+            let same = again.metadata().ok().map(|m| Identity::of(&m)) == Some(self.identity);
+            if !same {
+                return None;
+            }
+            let _ = rustix::fs::fadvise(&again, 0, None, rustix::fs::Advice::Random);
+            Some(again)
+        });
+        reader.as_ref().unwrap_or(&self.file)
     }
 
     /// The identity the file had when it was mapped.
@@ -234,21 +267,16 @@ impl SourceFile {
                 // 2 MiB pages: a shuffled epoch reads lines at random, and with 4 KiB pages
                 // nearly every line also missed the TLB (`cargo bench --bench core`).
                 ResolvedIo::Cached => memmap2::Advice::HugePage,
-                // No read-around: a fault reads the page it needs, not 4 MiB around it;
-                // what will be read is requested ahead explicitly (`readahead`).
-                ResolvedIo::Disk => memmap2::Advice::Random,
+                // Lines are read with `pread`; a fault through the map (a consumer reading
+                // a view late) should read its page, not 4 MiB around it.
+                ResolvedIo::DiskLines => memmap2::Advice::Random,
+                // Windows are read ahead explicitly (into large page-cache folios), then
+                // read at random like a cached file: 2 MiB mappings save a fault and a TLB
+                // miss per 4 KiB page of each window.
+                ResolvedIo::DiskWindows => memmap2::Advice::HugePage,
                 ResolvedIo::Sequential => memmap2::Advice::Sequential,
             };
             let _ = self.map.advise(advice);
-        }
-    }
-
-    /// Asks the kernel to start reading `range` into the page cache, without waiting.
-    pub(crate) fn will_need(&self, range: Range<usize>) {
-        let start = range.start & !4095;
-        let end = range.end.min(self.map.len());
-        if end > start {
-            let _ = self.map.advise_range(memmap2::Advice::WillNeed, start, end - start);
         }
     }
 
@@ -258,29 +286,33 @@ impl SourceFile {
     }
 }
 
-/// An [`IoPolicy`] decided for one corpus.
+/// An [`IoPolicy`] decided for one corpus and shuffle mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ResolvedIo {
     /// The files are expected in the page cache.
     Cached,
-    /// Page-cache misses are expected; reads are requested ahead.
-    Disk,
-    /// File order over files too large to cache: the kernel's sequential read-ahead.
+    /// Global shuffle from disk: each line is a random read; a batch's lines are read
+    /// with many `pread`s in flight.
+    DiskLines,
+    /// Block shuffle from disk: the next window's blocks are read ahead sequentially.
+    DiskWindows,
+    /// File order from disk: the kernel's sequential read-ahead.
     Sequential,
 }
 
 impl ResolvedIo {
-    /// Decides `policy` for `total_bytes` of input served in `shuffled` order.
-    pub(crate) fn resolve(policy: IoPolicy, total_bytes: u64, shuffled: bool) -> Self {
+    /// Decides `policy` for `total_bytes` of input served in `shuffle` order.
+    pub(crate) fn resolve(policy: IoPolicy, total_bytes: u64, shuffle: crate::options::Shuffle) -> Self {
         let disk = match policy {
             IoPolicy::Cached => false,
             IoPolicy::Disk => true,
             IoPolicy::Auto => total_bytes > memory_budget() / 2,
         };
-        match (disk, shuffled) {
+        match (disk, shuffle) {
             (false, _) => ResolvedIo::Cached,
-            (true, true) => ResolvedIo::Disk,
-            (true, false) => ResolvedIo::Sequential,
+            (true, crate::options::Shuffle::Global) => ResolvedIo::DiskLines,
+            (true, crate::options::Shuffle::Block { .. }) => ResolvedIo::DiskWindows,
+            (true, crate::options::Shuffle::None) => ResolvedIo::Sequential,
         }
     }
 }
