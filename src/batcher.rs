@@ -158,6 +158,11 @@ impl Batcher {
         self.inner.corpus.io() != crate::source::ResolvedIo::Cached
     }
 
+    /// Where the block shuffle cuts the corpus (one block for the other modes).
+    pub fn block_layout(&self) -> &crate::order::BlockLayout {
+        self.inner.corpus.blocks()
+    }
+
     /// Batches in every epoch: leftovers dropped or kept as the options say; never an empty batch.
     pub fn num_batches(&self) -> u64 {
         let (n, size) = (self.num_lines(), self.inner.options.batch_size as u64);

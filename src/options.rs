@@ -41,9 +41,9 @@ pub enum Shuffle {
 
 impl Shuffle {
     /// Default bytes per block of [`Shuffle::Block`] (see the README's shuffle-quality table).
-    pub const DEFAULT_BLOCK_BYTES: u64 = 4 << 20;
+    pub const DEFAULT_BLOCK_BYTES: u64 = 16 << 20;
     /// Default blocks per window of [`Shuffle::Block`].
-    pub const DEFAULT_WINDOW_BLOCKS: u64 = 64;
+    pub const DEFAULT_WINDOW_BLOCKS: u64 = 16;
 
     /// Block mode with the default block and window sizes.
     pub const fn block() -> Self {

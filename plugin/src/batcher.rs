@@ -190,7 +190,7 @@ impl MmapBatcher {
         shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, io="auto",
         output="bytes", max_open_files=Arg::Missing
     ))]
-    #[pyo3(text_signature = "(filename, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=4194304, shuffle_window=64, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=128)")]
+    #[pyo3(text_signature = "(filename, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=128)")]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, forwarded once to `Args`
     fn new<'py>(
         py: Python<'py>,
