@@ -467,7 +467,13 @@ impl Epoch {
 
     /// The batches of this epoch, in order.
     pub fn batches(&self) -> impl Iterator<Item = Batch> + '_ {
-        (0..self.num_batches()).map_while(|b| self.batch(b))
+        self.batches_from(0)
+    }
+
+    /// The batches of this epoch from batch `first` on: a resumed run starts here (for a
+    /// shard, or for a combined state's `served_ahead`, see [`shard_plan`](Self::shard_plan)).
+    pub fn batches_from(&self, first: u64) -> impl Iterator<Item = Batch> + '_ {
+        (first..self.num_batches()).map_while(|b| self.batch(b))
     }
 
     /// The batches shard `shard` serves of this epoch, after `served` (see [`ShardPlan`];

@@ -138,3 +138,80 @@ fn indexes_under_an_address_space_limit() {
         .collect();
     assert_eq!(served, (1..=lines).collect::<Vec<u64>>());
 }
+
+/// `--state-out` saves where the run is after each batch; a run killed with SIGKILL
+/// resumes with `--resume`: the batches the state counts, then the resumed run's output,
+/// equal an uninterrupted run.
+#[test]
+fn resume_after_sigkill() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.txt");
+    let text: String = (0..3000).map(|i| format!("row {i}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let args = |extra: &[&str]| {
+        let mut a = vec!["batches", file.to_str().unwrap(), "--format", "jsonl", "--batch-size", "7", "--epochs", "3", "--seed", "5"];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let whole = Command::new(env!("CARGO_BIN_EXE_mmap-batcher")).args(args(&[])).output().unwrap();
+    let whole: Vec<String> = String::from_utf8(whole.stdout).unwrap().lines().map(String::from).collect();
+    let state = dir.path().join("state.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmap-batcher"))
+        .args(args(&["--state-out", state.to_str().unwrap()]))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut got = Vec::new();
+    // Read past the first epoch, then kill at once.
+    while got.len() < 600 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        got.push(line.trim_end().to_string());
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for line in reader.lines() {
+        got.push(line.unwrap());
+    }
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let per_epoch = 3000 / 7;
+    let served = saved["epoch"].as_u64().unwrap() as usize * per_epoch + saved["done"].as_u64().unwrap() as usize;
+    // The state counts the batches whose output was flushed: at most what was read.
+    assert!(served >= 500 && served <= got.len(), "{served} of {}", got.len());
+    let resumed = Command::new(env!("CARGO_BIN_EXE_mmap-batcher")).args(args(&["--resume", state.to_str().unwrap()])).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let mut joined: Vec<String> = got[..served].to_vec();
+    joined.extend(String::from_utf8(resumed.stdout).unwrap().lines().map(String::from));
+    assert_eq!(joined, whole);
+    // Another corpus, or options that change the order, are refused by name.
+    let bad = Command::new(env!("CARGO_BIN_EXE_mmap-batcher"))
+        .args(["batches", file.to_str().unwrap(), "--batch-size", "8", "--seed", "5", "--resume", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("batch_size"));
+}
+
+/// `count`, `info`, `line` and `index` answer from the index, and `--version` works.
+#[test]
+fn file_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "one\n# two\n\nfour\nfive").unwrap();
+    let f = file.to_str().unwrap();
+    let (ok, out, _) = run(&["count", f]);
+    assert!(ok && out.trim() == "3 served lines, 5 physical lines", "{out}");
+    let (ok, out, _) = run(&["line", f, "2", "5", "1"]);
+    assert!(ok && out == "# two\nfive\none\n", "{out:?}");
+    let (ok, out, _) = run(&["line", f, "--offset", "12"]);
+    assert!(ok && out == "four\n", "{out:?}");
+    let (ok, _, err) = run(&["line", f, "9"]);
+    assert!(!ok && err.contains("no line 9"), "{err}");
+    let (ok, out, _) = run(&["index", f]);
+    assert!(ok && out.contains("3 lines") && out.contains(".mmbi"), "{out}");
+    let (ok, out, _) = run(&["info", f]);
+    assert!(ok && out.contains("valid, reused") && out.contains("UTF-8"), "{out}");
+    let (ok, out, _) = run(&["--version"]);
+    assert!(ok && out.starts_with("mmap-batcher "), "{out}");
+}

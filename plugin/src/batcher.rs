@@ -338,6 +338,21 @@ impl MmapBatcher {
         Ok((0..core.num_files()).map(|f| core.index_status(f).path().map(|p| p.to_path_buf())).collect())
     }
 
+    /// How each file's index was obtained at open: ``"loaded"`` (a valid index file was
+    /// mapped), ``"written"`` (built now and written to ``index_paths``) or ``"memory"``
+    /// (built and kept in memory only).
+    #[getter]
+    fn index_status(&self) -> PyResult<Vec<&'static str>> {
+        let core = self.core()?;
+        Ok((0..core.num_files())
+            .map(|f| match core.index_status(f) {
+                mmap_batcher::IndexStatus::Loaded(_) => "loaded",
+                mmap_batcher::IndexStatus::Written(_) => "written",
+                mmap_batcher::IndexStatus::Memory => "memory",
+            })
+            .collect())
+    }
+
     /// True after ``close()``.
     #[getter]
     fn closed(&self) -> bool {
