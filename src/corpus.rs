@@ -44,6 +44,15 @@ struct Entry {
     last_used: AtomicU64,
 }
 
+/// One file as its parallel open hands it back.
+struct Opened {
+    entry: Entry,
+    lines: u64,
+    /// Block cut points, as local line ids.
+    cuts: Vec<u64>,
+    notices: Vec<String>,
+}
+
 /// The files of a corpus and their line-id ranges.
 #[derive(Debug)]
 pub(crate) struct Corpus {
@@ -78,16 +87,32 @@ impl Corpus {
             Shuffle::Block { block_bytes, .. } => Some(block_bytes),
             _ => None,
         };
-        let open_one = |path: &Path, notices: &mut Vec<String>| -> Result<(OpenFile, Vec<u64>)> {
-            let file = open_file(path, options, io, max_line_len, progress, cancel, notices, None)?;
+        // What the corpus keeps of each file opened: the file itself only if it stays
+        // mapped (a corpus of more files than `max_open_files` maps them on demand, so the
+        // open must not hold a descriptor per file either).
+        let open_one = |path: &Path| -> Result<Opened> {
+            let mut notices = Vec::new();
+            let file = open_file(path, options, io, max_line_len, progress, cancel, &mut notices, None)?;
             let cuts = block_bytes.map_or_else(Vec::new, |b| block_cuts(&file.index, file.source.bytes().len() as u64, b));
-            Ok((file, cuts))
+            let status = file.index_status.clone();
+            let entry = Entry {
+                path: path.to_path_buf(),
+                identity: *file.source.identity(),
+                physical_lines: file.index.physical_lines(),
+                utf8: file.index.utf8(),
+                open: Mutex::new(None),
+                last_used: AtomicU64::new(0),
+                status,
+            };
+            // Files indexed in memory only stay mapped: re-indexing them would cost a build.
+            let stays_open = keep_open || entry.status.path().is_none();
+            let lines = file.index.len();
+            *lock(&entry.open) = stays_open.then(|| Arc::new(file));
+            Ok(Opened { entry, lines, cuts, notices })
         };
-        type Opened = (OpenFile, Vec<u64>, Vec<String>);
         let mut results: Vec<Option<Result<Opened>>> = (0..paths.len()).map(|_| None).collect();
         if paths.len() == 1 {
-            let mut notices = Vec::new();
-            results[0] = Some(open_one(&paths[0], &mut notices).map(|(f, c)| (f, c, notices)));
+            results[0] = Some(open_one(&paths[0]));
         } else {
             // Many files: one file per thread at a time (each build is itself parallel
             // only for files over 2 MiB).
@@ -101,8 +126,7 @@ impl Corpus {
                         if i >= paths.len() {
                             break;
                         }
-                        let mut notices = Vec::new();
-                        let r = open_one(&paths[i], &mut notices).map(|(f, c)| (f, c, notices));
+                        let r = open_one(&paths[i]);
                         let failed = r.is_err();
                         *lock(&slots[i]) = Some(r);
                         if failed {
@@ -120,28 +144,16 @@ impl Corpus {
         let mut first = vec![0u64];
         let mut all_cuts = vec![0u64];
         let mut notices = Vec::new();
-        for (path, result) in paths.iter().zip(results) {
+        for result in results {
             // A file not reached because an earlier one failed: report that earlier error.
             let Some(result) = result else { continue };
-            let (file, cuts, mut file_notices) = result?;
-            notices.append(&mut file_notices);
+            let mut opened = result?;
+            notices.append(&mut opened.notices);
             let base = *first.last().unwrap_or(&0);
-            all_cuts.extend(cuts.iter().map(|c| base + c));
-            let lines = file.index.len();
-            all_cuts.push(base + lines);
-            first.push(base + lines);
-            let status = file.index_status.clone();
-            // Files indexed in memory only stay mapped: re-indexing them would cost a build.
-            let stays_open = keep_open || status.path().is_none();
-            entries.push(Entry {
-                path: path.clone(),
-                identity: *file.source.identity(),
-                physical_lines: file.index.physical_lines(),
-                status,
-                utf8: file.index.utf8(),
-                open: Mutex::new(stays_open.then(|| Arc::new(file))),
-                last_used: AtomicU64::new(0),
-            });
+            all_cuts.extend(opened.cuts.iter().map(|c| base + c));
+            all_cuts.push(base + opened.lines);
+            first.push(base + opened.lines);
+            entries.push(opened.entry);
         }
         if entries.len() != paths.len() {
             return Err(Error::NoInput { pattern: "(inputs)".into() });

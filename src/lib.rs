@@ -49,6 +49,9 @@
 
 mod arrow;
 mod batcher;
+#[cfg(feature = "cli")]
+#[allow(missing_docs)] // an application: its one public item, `main`, is documented
+pub mod cli;
 mod corpus;
 #[cfg(feature = "datafusion")]
 mod datafusion;

@@ -496,16 +496,51 @@ impl MmapBatcher {
     }
 
     /// The batches of epochs ``epochs[0]..epochs[1]`` × batches ``batches[0]..batches[1]``
-    /// (all shards), in serial order, as Arrow batches with ``columns``: the Polars scan's source.
-    #[pyo3(signature = (columns, epochs, batches))]
-    fn _scan(&self, columns: Vec<String>, epochs: (u64, u64), batches: (u64, u64)) -> PyResult<BatchIter> {
+    /// (all shards), in serial order, as Arrow batches with ``columns``: the Polars scan's
+    /// and the Ray read tasks' source. ``units`` narrows it to a run of those
+    /// ``(epoch, batch)`` pairs; ``line_type="large"`` casts the lines (copies).
+    #[pyo3(signature = (columns, epochs, batches, units=None, line_type="view", files=None))]
+    fn _scan(
+        &self,
+        columns: Vec<String>,
+        epochs: (u64, u64),
+        batches: (u64, u64),
+        units: Option<(u64, u64)>,
+        line_type: &str,
+        files: Option<Vec<String>>,
+    ) -> PyResult<BatchIter> {
         let core = self.core()?;
         let cols = crate::arrow::columns(Some(columns), core.default_columns())?;
-        let units = Units { epochs: epochs.0..epochs.1, batches: batches.0..batches.1.min(core.num_batches()) };
-        let n = units.len();
+        let rect = Units { epochs: epochs.0..epochs.1, batches: batches.0..batches.1.min(core.num_batches()) };
+        let (lo, hi) = units.unwrap_or((0, rect.len()));
         let reads = cols.contains(&Column::Line);
-        let stream = BatchStream::with_filter(&core, (0..n).map(move |u| units.get(u)), None, reads);
-        Ok(BatchIter::new(stream, Output::Arrow { columns: cols, line: LineOut::View, compact: false }, None))
+        // Only the lines of `files` (by path, as the `file` column shows them).
+        let allowed = files.map(|names| {
+            let ranges: Vec<std::ops::Range<u64>> = core
+                .paths()
+                .enumerate()
+                .filter(|(_, p)| names.iter().any(|n| p.to_string_lossy() == n.as_str()))
+                .map(|(f, _)| core.file_lines(f))
+                .collect();
+            ranges.into()
+        });
+        let stream = BatchStream::with_filter(&core, (lo..hi.min(rect.len())).map(move |u| rect.get(u)), allowed, reads);
+        Ok(BatchIter::new(stream, Output::Arrow { columns: cols, line: LineOut::parse(line_type)?, compact: false }, None))
+    }
+
+    /// ``parts`` contiguous runs of the ``epochs × num_batches`` units, with the rows of
+    /// each: the Ray read tasks' shares.
+    fn _unit_splits(&self, epochs: u64, parts: usize) -> PyResult<Vec<(u64, u64, u64)>> {
+        let core = self.core()?;
+        let rect = Units { epochs: 0..epochs, batches: 0..core.num_batches() };
+        Ok(rect
+            .split(parts)
+            .into_iter()
+            .map(|r| {
+                let rows = (r.start..r.end).map(|u| core.batch_len(rect.get(u).1)).sum();
+                (r.start, r.end, rows)
+            })
+            .collect())
     }
 
     /// Epochs ``0..epochs`` as a table for datafusion-python:

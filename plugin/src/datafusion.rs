@@ -1,21 +1,115 @@
-//! The DataFusion table for datafusion-python (cargo feature `datafusion`), filled in below.
+//! The datafusion-python table: `SessionContext().register_table("lines", mmb.table(3))`.
+//!
+//! datafusion-python takes any object with `__datafusion_table_provider__(session)`
+//! returning a capsule of an `FFI_TableProvider` (the `datafusion-ffi` crate's stable
+//! ABI). The provider is the core's [`LinesTable`] itself, so SQL from Python gets the
+//! same pushdown (epoch, batch, line_number, file, limit, projection), the same zero-copy
+//! batches and the same bounded-pool compaction as the CLI's `sql`.
+//!
+//! Built only with the cargo feature `datafusion` (it links DataFusion into the
+//! extension); without it, `table()` raises an error that says so.
 
 use mmap_batcher::Batcher;
 use pyo3::prelude::*;
 
-use crate::error::PyResult;
+use crate::error::{option_error, PyResult};
 
-/// Epochs of a batcher as a table for datafusion-python.
+/// The datafusion-python major this extension's `datafusion-ffi` speaks.
+#[cfg(feature = "datafusion")]
+const DATAFUSION_MAJOR: u64 = 55;
+
+/// Epochs of a batcher as a table for datafusion-python (``SessionContext.register_table``).
 #[pyclass(module = "mmap_batcher._native", frozen)]
 pub struct Table {
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "datafusion"), allow(dead_code))]
+    table: Option<TableInner>,
+}
+
+#[cfg_attr(not(feature = "datafusion"), allow(dead_code))]
+struct TableInner {
     batcher: Batcher,
-    #[allow(dead_code)]
     epochs: u64,
 }
 
 impl Table {
     pub fn new(batcher: Batcher, epochs: u64) -> PyResult<Self> {
-        Ok(Table { batcher, epochs })
+        if cfg!(feature = "datafusion") {
+            Ok(Table { table: Some(TableInner { batcher, epochs }) })
+        } else {
+            Err(option_error("this build of mmap_batcher has no DataFusion support (build the extension with the cargo feature `datafusion`)"))
+        }
+    }
+}
+
+#[cfg(feature = "datafusion")]
+mod ffi {
+    use std::sync::{Arc, OnceLock};
+
+    use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
+    use datafusion_ffi::table_provider::FFI_TableProvider;
+    use mmap_batcher::LinesTable;
+    use pyo3::intern;
+    use pyo3::prelude::*;
+    use pyo3::types::PyCapsule;
+
+    use super::{Table, DATAFUSION_MAJOR};
+    use crate::error::{option_error, PyResult};
+
+    /// The runtime DataFusion's FFI layer runs our scans' futures on.
+    fn runtime() -> PyResult<tokio::runtime::Handle> {
+        static RUNTIME: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+        RUNTIME
+            .get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().ok())
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .ok_or_else(|| option_error("could not start a tokio runtime for DataFusion"))
+    }
+
+    /// Fails with both versions when the installed datafusion-python is another major.
+    fn check_version(py: Python<'_>) -> PyResult<()> {
+        let version: String = py.import(intern!(py, "datafusion"))?.getattr(intern!(py, "__version__"))?.extract()?;
+        let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
+        if major != Some(DATAFUSION_MAJOR) {
+            return Err(option_error(format!(
+                "datafusion-python {version} is installed; this mmap_batcher speaks DataFusion's FFI of major {DATAFUSION_MAJOR} \
+                 (install datafusion=={DATAFUSION_MAJOR}.*)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The session's logical extension codec (from its `__datafusion_logical_extension_codec__`).
+    fn session_codec(session: &Bound<'_, PyAny>) -> PyResult<FFI_LogicalExtensionCodec> {
+        let name = "__datafusion_logical_extension_codec__";
+        let capsule = if session.hasattr(name)? { session.getattr(name)?.call0()? } else { session.clone() };
+        let capsule = capsule.cast::<PyCapsule>().map_err(|_| option_error("expected a DataFusion session or its codec capsule"))?;
+        let pointer = capsule.pointer_checked(Some(c"datafusion_logical_extension_codec"))?;
+        // SAFETY: a capsule named `datafusion_logical_extension_codec` holds an
+        // `FFI_LogicalExtensionCodec` (datafusion-python's contract, checked by name above);
+        // it lives as long as the capsule, which `capsule` keeps alive while we clone it.
+        let codec = unsafe { pointer.cast::<FFI_LogicalExtensionCodec>().as_ref() };
+        Ok(codec.clone())
+    }
+
+    #[pymethods]
+    impl Table {
+        /// The table as a datafusion-python provider capsule (called by datafusion-python).
+        fn __datafusion_table_provider__<'py>(&self, py: Python<'py>, session: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyCapsule>> {
+            check_version(py)?;
+            let inner = self.table.as_ref().ok_or_else(|| option_error("no table"))?;
+            let table = LinesTable::new(inner.batcher.clone(), inner.epochs)?;
+            let codec = session_codec(&session)?;
+            let provider = FFI_TableProvider::new_with_ffi_codec(Arc::new(table), true, Some(runtime()?), codec);
+            Ok(PyCapsule::new_with_value(py, provider, c"datafusion_table_provider")?)
+        }
+    }
+}
+
+#[cfg(not(feature = "datafusion"))]
+#[pymethods]
+impl Table {
+    /// The table as a datafusion-python provider capsule (called by datafusion-python).
+    fn __datafusion_table_provider__(&self, _session: Bound<'_, PyAny>) -> PyResult<()> {
+        Err(option_error("this build of mmap_batcher has no DataFusion support"))
     }
 }

@@ -3,9 +3,15 @@
 //!
 //! Heavy work (indexing, building batches, waiting for the read-ahead) runs with the GIL
 //! released, so threads of a data loader overlap.
+//!
+//! `unsafe` is denied here but in one place: reading a datafusion-python session's codec
+//! capsule (`datafusion`), whose safety argument is at its block.
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod arrow;
 mod batcher;
+#[allow(unsafe_code)]
 mod datafusion;
 mod epoch;
 mod error;
@@ -13,6 +19,13 @@ mod iter;
 mod options;
 
 use pyo3::prelude::*;
+
+/// Runs the ``mmap-batcher`` command line with ``argv`` (the program name first) and
+/// returns its exit status: ``python -m mmap_batcher``.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> u8 {
+    py.detach(|| mmap_batcher::cli::run(argv))
+}
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -24,6 +37,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<datafusion::Table>()?;
     m.add_function(wrap_pyfunction!(batcher::_restore_batcher, m)?)?;
     m.add_function(wrap_pyfunction!(arrow::_arrow_batch_from_ipc, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("MAX_LINE_LEN", mmap_batcher::MAX_LINE_LEN)?;
     m.add("COLUMNS", mmap_batcher::Column::ALL.iter().map(|c| c.name()).collect::<Vec<_>>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -2,9 +2,37 @@
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, final
 
 _Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+__all__ = [
+    "COLUMNS",
+    "MAX_LINE_LEN",
+    "AccessError",
+    "ArrowBatch",
+    "BatchIter",
+    "CorruptIndexError",
+    "DirectoryError",
+    "DuplicateInputError",
+    "Epoch",
+    "FileChangedError",
+    "InvalidUtf8Error",
+    "LineTooLongError",
+    "MissingFileError",
+    "MmapBatcher",
+    "MmapBatcherError",
+    "NoInputError",
+    "OptionError",
+    "ReadError",
+    "SpecialFileError",
+    "StateMismatchError",
+    "Table",
+    "__version__",
+    "_arrow_batch_from_ipc",
+    "_restore_batcher",
+    "cli_main",
+]
 
 COLUMNS: list[str]
 MAX_LINE_LEN: int
@@ -60,6 +88,7 @@ class CorruptIndexError(MmapBatcherError, OSError):
 class StateMismatchError(MmapBatcherError, ValueError):
     """A resume state does not match this batcher (another file, other options), or is malformed."""
 
+@final
 class ArrowBatch:
     """An Arrow record batch whose ``line`` views point into the file's map (Arrow PyCapsule interface)."""
 
@@ -81,17 +110,20 @@ class ArrowBatch:
     def to_large(self) -> ArrowBatch: ...
     def __reduce__(self) -> tuple[Any, tuple[bytes, int, int]]: ...
 
+@final
 class BatchIter:
     """An iterator of batches, each prepared one batch (or more) ahead on a helper thread."""
 
     def __iter__(self) -> BatchIter: ...
     def __next__(self) -> Any: ...
 
+@final
 class Table:
     """Epochs of a batcher as a table for datafusion-python (``SessionContext.register_table``)."""
 
     def __datafusion_table_provider__(self, session: object) -> Any: ...
 
+@final
 class Epoch:
     """One epoch: a fixed order of the kept lines, cut into batches (this shard's only)."""
 
@@ -113,11 +145,12 @@ class Epoch:
     def batch(self, b: int, columns: Sequence[str] | None = None, *, compact: bool = False) -> ArrowBatch: ...
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> Any: ...
 
+@final
 class MmapBatcher:
     """Batches of lines from memory-mapped files, shuffled anew each epoch."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         filename: _Path | Sequence[_Path],
         batch_size: int = 100,
         shuffle: bool | Literal["global", "block", "none"] = True,
@@ -140,7 +173,7 @@ class MmapBatcher:
         io: Literal["auto", "cached", "disk"] = "auto",
         output: Literal["bytes", "arrow", "polars"] = "bytes",
         max_open_files: int = 128,
-    ) -> None: ...
+    ) -> MmapBatcher: ...
     @property
     def filename(self) -> str: ...
     @property
@@ -172,7 +205,7 @@ class MmapBatcher:
     @property
     def columns(self) -> list[str]: ...
     def __len__(self) -> int: ...
-    def __getitem__(self, k: int) -> bytes: ...
+    def __getitem__(self, k: int, /) -> bytes: ...
     def line(self, number: int, file: int = 0) -> bytes | None: ...
     def epoch(self, number: int) -> Epoch: ...
     def epochs(self, n: int, start: int = 0) -> list[Epoch]: ...
@@ -185,7 +218,16 @@ class MmapBatcher:
     def validate_utf8(self) -> None: ...
     def map_address_range(self) -> tuple[int, int]: ...
     def _empty_batch(self) -> ArrowBatch: ...
-    def _scan(self, columns: Sequence[str], epochs: tuple[int, int], batches: tuple[int, int]) -> Iterator[ArrowBatch]: ...
+    def _scan(
+        self,
+        columns: Sequence[str],
+        epochs: tuple[int, int],
+        batches: tuple[int, int],
+        units: tuple[int, int] | None = None,
+        line_type: Literal["view", "large"] = "view",
+        files: Sequence[str] | None = None,
+    ) -> Iterator[ArrowBatch]: ...
+    def _unit_splits(self, epochs: int, parts: int) -> list[tuple[int, int, int]]: ...
     def table(self, epochs: int = 1) -> Table: ...
     def close(self) -> None: ...
     def __enter__(self) -> MmapBatcher: ...
@@ -196,3 +238,4 @@ def _restore_batcher(
     paths: Sequence[bytes], options: str, parts: tuple[int, int, int, int], cursor: tuple[int, str, int], output: str
 ) -> MmapBatcher: ...
 def _arrow_batch_from_ipc(data: bytes, epoch: int, batch: int) -> ArrowBatch: ...
+def cli_main(argv: Sequence[str | bytes | os.PathLike[str]]) -> int: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._native import MmapBatcher
 
@@ -75,26 +75,43 @@ def _conjuncts(tree: Any) -> list[Any]:
     return [tree]
 
 
-def _rectangle(predicate: pl.Expr | None, epochs: int, batches: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The epochs and batches that can hold rows matching ``predicate``."""
-    e, b = (0, epochs), (0, batches)
+def _file_equals(node: Any) -> str | None:
+    """The path of a ``file == "path"`` conjunct, else ``None``."""
+    binary = node.get("BinaryExpr") if isinstance(node, dict) else None
+    if not isinstance(binary, dict) or binary.get("op") != "Eq" or binary.get("left") != {"Column": "file"}:
+        return None
+    try:
+        value = binary["right"]["Literal"]["Scalar"]["String"]
+    except (KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _pushdown(
+    predicate: pl.Expr | None, epochs: int, batches: int
+) -> tuple[tuple[int, int], tuple[int, int], list[str] | None]:
+    """The epochs, batches and files that can hold rows matching ``predicate``."""
+    e, b, files = (0, epochs), (0, batches), None
     if predicate is None:
-        return e, b
+        return e, b, files
     try:
         tree = json.loads(predicate.meta.serialize(format="json"))
     except Exception:
-        return e, b
+        return e, b, files
     for part in _conjuncts(tree):
         e = _bounds(part, "epoch", *e) or e
         b = _bounds(part, "batch", *b) or b
-    return e, b
+        path = _file_equals(part)
+        if path is not None:
+            files = [f for f in (files if files is not None else [path]) if f == path]
+    return e, b, files
 
 
 def scan_lines(
     path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     batch_size: int = 65536,
-    shuffle: bool | str = True,
+    shuffle: bool | Literal["global", "block", "none"] = True,
     seed: int | None = None,
     epochs: int = 1,
     ignore_leftovers: bool = False,
@@ -125,8 +142,9 @@ def scan_lines(
     (``shuffle_block``, ``shuffle_window``, ``index_cache``, ``io``, ...) go to ``MmapBatcher``.
 
     Pushdown: only the needed columns are built (``line`` is not read unless asked for);
-    comparisons of ``epoch`` and ``batch`` with integers skip whole batches; ``head(n)``
-    stops early. Polars' ``batch_size`` hint is ignored.
+    comparisons of ``epoch`` and ``batch`` with integers skip whole batches, and
+    ``file == "path"`` the other files' lines; ``head(n)`` stops early. Polars'
+    ``batch_size`` hint is ignored.
     """
     import polars as pl
     from polars.io.plugins import register_io_source
@@ -159,8 +177,8 @@ def scan_lines(
         if predicate is not None:
             needed += [c for c in predicate.meta.root_names() if c not in needed]
         rows_left = n_rows if n_rows is not None else -1
-        e, b = _rectangle(predicate, epochs, num_batches)
-        for ab in batcher._scan(needed, e, b):
+        e, b, files = _pushdown(predicate, epochs, num_batches)
+        for ab in batcher._scan(needed, e, b, files=files):
             if rows_left == 0:
                 return
             df = pl.DataFrame(ab)

@@ -248,7 +248,7 @@ pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result
     {
         return Err(Unusable::Invalid("side lists out of order or range".into()));
     }
-    let records = Records::Mapped { map, bytes: HEADER_LEN..HEADER_LEN + 8 * header.records_count as usize, file };
+    let records = Records::Mapped { map, bytes: HEADER_LEN..HEADER_LEN + 8 * header.records_count as usize, path: path.to_path_buf() };
     Ok(LineIndex::from_parts(records, meta))
 }
 

@@ -60,7 +60,8 @@ pub(crate) enum Records {
     Anonymous(RecordStore),
     /// Mapped from an index file: the records are the bytes `bytes` of the map (checked
     /// at load to be 8-byte aligned and a whole number of records).
-    Mapped { map: Mmap, bytes: Range<usize>, file: std::fs::File },
+    /// (No file descriptor is kept: a corpus of many files keeps one per open file only.)
+    Mapped { map: Mmap, bytes: Range<usize>, path: std::path::PathBuf },
 }
 
 impl Records {
@@ -83,8 +84,10 @@ impl Records {
 
     /// Reads a mapped index into the page cache, in the background, ahead of random reads.
     pub(crate) fn will_need(&self) {
-        if let Records::Mapped { file, .. } = self {
-            crate::source::read_all_detached(file);
+        if let Records::Mapped { path, .. } = self {
+            if let Ok(file) = std::fs::File::open(path) {
+                crate::source::read_all_detached(&file);
+            }
         }
     }
 }

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use mmap_batcher::{Batcher, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle};
+use crate::{Batcher, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle};
 
-use crate::error::{notice, CliError, CliResult};
+use crate::cli::error::{notice, CliError, CliResult};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ShuffleMode {
@@ -141,14 +141,14 @@ impl FileArgs {
 /// bar on stderr while indexing large files when stderr is a terminal, and printing the
 /// open's notices and the seed it picked.
 pub fn open(inputs: &[String], options: Options) -> CliResult<Batcher> {
-    let paths = mmap_batcher::expand_inputs(inputs)?;
+    let paths = crate::expand_inputs(inputs)?;
     if matches!(options.index_cache, IndexCache::Path(_)) && paths.len() > 1 {
         return Err(CliError::Usage("--index-path names the index of one file; several were given".into()));
     }
     let total: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    let bar = crate::output::progress_bar(total, "indexing", true);
+    let bar = crate::cli::output::progress_bar(total, "indexing", true);
     let batcher = match &bar {
-        Some(bar) => Batcher::open_with(&paths, options.clone(), &|n| bar.inc(n), &mmap_batcher::NeverCancel),
+        Some(bar) => Batcher::open_with(&paths, options.clone(), &|n| bar.inc(n), &crate::NeverCancel),
         None => Batcher::open_many(&paths, options.clone()),
     };
     if let Some(bar) = bar {

@@ -4,11 +4,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use mmap_batcher::state::State;
-use mmap_batcher::{BatchStream, Served};
+use crate::state::State;
+use crate::{BatchStream, Served};
 
-use crate::args::{open, FileArgs};
-use crate::error::{CliError, CliResult};
+use crate::cli::args::{open, FileArgs};
+use crate::cli::error::{CliError, CliResult};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Format {
@@ -80,7 +80,7 @@ pub fn run(a: Args) -> CliResult {
     let shard = a.files.shard();
     let (mut epoch, mut base, mut done) = match &a.resume {
         Some(path) => {
-            let text = std::fs::read(path).map_err(|e| mmap_batcher::Error::Io { path: path.clone(), source: e })?;
+            let text = std::fs::read(path).map_err(|e| crate::Error::Io { path: path.clone(), source: e })?;
             let state: State = serde_json::from_slice(&text).map_err(|e| CliError::Usage(format!("{}: not a resume state: {e}", path.display())))?;
             batcher.resume_point(&state, shard)?
         }
@@ -88,10 +88,10 @@ pub fn run(a: Args) -> CliResult {
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let fresh = mmap_batcher::ShardPlan::new(batcher.num_batches(), Served::NONE, shard, batcher.options().even_shards).len();
-    let first = mmap_batcher::ShardPlan::new(batcher.num_batches(), base.clone(), shard, batcher.options().even_shards).len();
+    let fresh = crate::ShardPlan::new(batcher.num_batches(), Served::NONE, shard, batcher.options().even_shards).len();
+    let first = crate::ShardPlan::new(batcher.num_batches(), base.clone(), shard, batcher.options().even_shards).len();
     let total = if epoch < a.files.epochs { first.saturating_sub(done) + (a.files.epochs - epoch - 1).saturating_mul(fresh) } else { 0 };
-    let bar = crate::output::progress_bar(total, "batches", false);
+    let bar = crate::cli::output::progress_bar(total, "batches", false);
     let mut line = String::new();
     let mut since_save = 0;
     while epoch < a.files.epochs {

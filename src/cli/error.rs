@@ -2,14 +2,13 @@
 //! choice and exits 0 quietly; everything else prints one message and exits non-zero.
 
 use std::io::Write;
-use std::process::ExitCode;
 
 /// Everything a command can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// From the library: bad input, a changed file, …
     #[error(transparent)]
-    Batcher(#[from] mmap_batcher::Error),
+    Batcher(#[from] crate::Error),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
@@ -32,7 +31,7 @@ impl CliError {
         match self {
             CliError::Output(e) => io(e),
             CliError::Arrow(arrow::error::ArrowError::IoError(_, e)) => io(e),
-            CliError::Batcher(mmap_batcher::Error::Arrow { source: arrow::error::ArrowError::IoError(_, e), .. }) => io(e),
+            CliError::Batcher(crate::Error::Arrow { source: arrow::error::ArrowError::IoError(_, e), .. }) => io(e),
             #[cfg(feature = "datafusion")]
             CliError::Query(datafusion::error::DataFusionError::IoError(e)) => io(e),
             _ => false,
@@ -47,13 +46,14 @@ pub fn notice(message: &str) {
     let _ = writeln!(std::io::stderr(), "mmap-batcher: {message}");
 }
 
-pub fn exit_code(result: CliResult) -> ExitCode {
+/// The exit status of a command's result: 0, or 1 after printing the error.
+pub fn exit_code(result: CliResult) -> u8 {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Ok(()) => 0,
+        Err(e) if e.is_broken_pipe() => 0,
         Err(e) => {
             notice(&format!("error: {e}"));
-            ExitCode::FAILURE
+            1
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The `mmap-batcher` command line: one file per subcommand, the shared file options in
-//! `args`, and typed errors (`error`) so a closed pipe is told from a real failure.
+//! The `mmap-batcher` command line (cargo feature `cli`): one file per subcommand, the
+//! shared file options in `args`, and typed errors (`error`) so a closed pipe is told from
+//! a real failure. The `mmap-batcher` binary and the Python package's `python -m
+//! mmap_batcher` both run [`main`].
 
 mod args;
 mod batches;
@@ -43,8 +45,30 @@ enum Command {
     Corpus(synthetic::Args),
 }
 
-fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+/// Runs the command line `args` (the program name first) as a process's `main`.
+pub fn main<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    ExitCode::from(run(args))
+}
+
+/// Runs the command line `args` (the program name first) and returns its exit status.
+pub fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with status 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
         Command::Batches(a) => batches::run(a),
         #[cfg(feature = "datafusion")]
         Command::Sql(a) => sql::run(a),

@@ -2,10 +2,10 @@
 
 use std::io::{BufWriter, Write};
 
-use mmap_batcher::{Batcher, IndexStatus, Options, Utf8Verdict};
+use crate::{Batcher, IndexStatus, Options, Utf8Verdict};
 
-use crate::args::open;
-use crate::error::{CliError, CliResult};
+use crate::cli::args::open;
+use crate::cli::error::{CliError, CliResult};
 
 /// Options of `index`, `count` and `info`: which lines are kept, and where indexes live.
 #[derive(clap::Args)]
@@ -37,9 +37,9 @@ impl KeepArgs {
             comment_char: if self.no_comment_char { None } else { Some(Options::comment_byte(self.comment_char)?) },
             seed: Some(0),
             index_cache: match (&self.index_path, self.no_index_cache) {
-                (Some(p), _) => mmap_batcher::IndexCache::Path(p.clone()),
-                (None, true) => mmap_batcher::IndexCache::Off,
-                (None, false) => mmap_batcher::IndexCache::Auto,
+                (Some(p), _) => crate::IndexCache::Path(p.clone()),
+                (None, true) => crate::IndexCache::Off,
+                (None, false) => crate::IndexCache::Auto,
             },
             ..Options::default()
         };

@@ -3,7 +3,7 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use crate::error::CliResult;
+use crate::cli::error::CliResult;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,11 +22,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let file = std::fs::File::create(&a.out).map_err(|e| mmap_batcher::Error::Io { path: a.out.clone(), source: e })?;
+    let file = std::fs::File::create(&a.out).map_err(|e| crate::Error::Io { path: a.out.clone(), source: e })?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     match a.labels {
-        Some(labels) => mmap_batcher::synthetic::write_labelled_corpus(&mut w, a.lines, labels, a.seed)?,
-        None => mmap_batcher::synthetic::write_corpus(&mut w, a.lines, a.seed)?,
+        Some(labels) => crate::synthetic::write_labelled_corpus(&mut w, a.lines, labels, a.seed)?,
+        None => crate::synthetic::write_corpus(&mut w, a.lines, a.seed)?,
     }
     w.flush()?;
     Ok(())

@@ -12,10 +12,10 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use futures::StreamExt;
-use mmap_batcher::LinesTable;
+use crate::LinesTable;
 
-use crate::args::{open, FileArgs};
-use crate::error::{CliError, CliResult};
+use crate::cli::args::{open, FileArgs};
+use crate::cli::error::{CliError, CliResult};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Format {

@@ -4,10 +4,10 @@ use std::io::{BufWriter, IsTerminal};
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use mmap_batcher::IpcLineType;
+use crate::IpcLineType;
 
-use crate::args::{open, FileArgs};
-use crate::error::{CliError, CliResult};
+use crate::cli::args::{open, FileArgs};
+use crate::cli::error::{CliError, CliResult};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LineTypeArg {
@@ -46,11 +46,11 @@ pub fn run(a: Args) -> CliResult {
                 return Err(CliError::Usage("refusing to write a binary Arrow IPC stream to a terminal: pass -o FILE or redirect".into()));
             }
             let out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            mmap_batcher::write_ipc_stream(&batcher, epochs, &columns, ipc_type, out)?;
+            crate::write_ipc_stream(&batcher, epochs, &columns, ipc_type, out)?;
         }
         Some(path) => {
-            let file = std::fs::File::create(&path).map_err(|e| mmap_batcher::Error::Io { path: path.clone(), source: e })?;
-            mmap_batcher::write_ipc_stream(&batcher, epochs, &columns, ipc_type, BufWriter::with_capacity(1 << 20, file))?;
+            let file = std::fs::File::create(&path).map_err(|e| crate::Error::Io { path: path.clone(), source: e })?;
+            crate::write_ipc_stream(&batcher, epochs, &columns, ipc_type, BufWriter::with_capacity(1 << 20, file))?;
         }
     }
     Ok(())
