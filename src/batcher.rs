@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, DictionaryArray, RecordBatch, RecordBatchOptions, StringArray, UInt32Array, UInt64Array};
 
-use crate::arrow::{line_array, schema, Column, Utf8Checked};
+use crate::arrow::{line_array, schema, Column, FileView, Utf8Checked};
 use crate::corpus::{Corpus, OpenFile};
 use crate::error::{Error, Result};
 use crate::index::{IndexStatus, LineSpan, Utf8Verdict, MAX_LINE_LEN};
@@ -362,17 +362,31 @@ impl Batcher {
             locals.extend_from_slice(ids);
         } else {
             slots.reserve(ids.len());
+            // File -> slot in this batch: a table for up to 64 Ki files, a map beyond.
+            let mut table = (corpus.num_files() <= 1 << 16).then(|| vec![u32::MAX; corpus.num_files()]);
+            let mut map = std::collections::HashMap::new();
             for &id in ids {
                 let (f, k) = corpus.locate(id);
-                let slot = match file_ids.iter().position(|&g| g == f) {
+                let known = match &table {
+                    Some(t) => Some(t[f]).filter(|&s| s != u32::MAX),
+                    None => map.get(&f).copied(),
+                };
+                let slot = match known {
                     Some(s) => s,
                     None => {
                         files.push(corpus.file(f)?);
                         file_ids.push(f);
-                        files.len() - 1
+                        let s = files.len() as u32 - 1;
+                        match &mut table {
+                            Some(t) => t[f] = s,
+                            None => {
+                                map.insert(f, s);
+                            }
+                        }
+                        s
                     }
                 };
-                slots.push(slot as u32);
+                slots.push(slot);
                 locals.push(k);
             }
         }
@@ -384,11 +398,12 @@ impl Batcher {
             let records = files[0].index.raw_records();
             locals.iter().map(|&k| [records[k as usize], records[k as usize + 1]]).collect()
         } else {
+            let records: Vec<&[u64]> = files.iter().map(|f| f.index.raw_records()).collect();
             locals
                 .iter()
-                .enumerate()
-                .map(|(i, &k)| {
-                    let records = files[slot_of(i)].index.raw_records();
+                .zip(&slots)
+                .map(|(&k, &slot)| {
+                    let records = records[slot as usize];
                     [records[k as usize], records[k as usize + 1]]
                 })
                 .collect()
@@ -538,6 +553,10 @@ impl Batch {
     pub fn locate(&self) -> Result<Located> {
         let located = self.batcher.locate(&self.ids)?;
         located.check_unchanged()?;
+        if self.batcher.corpus().io() == crate::source::ResolvedIo::Cached {
+            // The caller is about to read the lines: overlap their cache misses first.
+            located.touch(true);
+        }
         Ok(located)
     }
 
@@ -616,19 +635,37 @@ impl Located {
         }
     }
 
+    /// The one buffer every line is in, when there is one (a single file's map, or the
+    /// lines read into memory): the per-line loops below then skip the file lookup.
+    fn single_source(&self) -> Option<(&[u8], &[LineSpan])> {
+        match &self.owned {
+            Some((buffer, spans)) => Some((buffer.as_slice(), spans)),
+            None if self.files.len() == 1 => Some((self.files[0].source.bytes(), &self.spans)),
+            None => None,
+        }
+    }
+
     /// The lines as they are in the file, terminator included: the original `list[bytes]`.
     pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        (0..self.len()).map(move |i| {
-            let (bytes, s) = self.source_of(i);
-            &bytes[s.range()]
+        let single = self.single_source();
+        (0..self.len()).map(move |i| match single {
+            Some((bytes, spans)) => &bytes[spans[i].range()],
+            None => {
+                let (bytes, s) = self.source_of(i);
+                &bytes[s.range()]
+            }
         })
     }
 
     /// The lines as the `line` column serves them (terminator dropped unless `keep_terminator`).
     pub fn lines(&self, keep_terminator: bool) -> impl Iterator<Item = &[u8]> + '_ {
-        (0..self.len()).map(move |i| {
-            let (bytes, s) = self.source_of(i);
-            &bytes[s.served_range(keep_terminator)]
+        let single = self.single_source();
+        (0..self.len()).map(move |i| match single {
+            Some((bytes, spans)) => &bytes[spans[i].served_range(keep_terminator)],
+            None => {
+                let (bytes, s) = self.source_of(i);
+                &bytes[s.served_range(keep_terminator)]
+            }
         })
     }
 
@@ -715,7 +752,8 @@ impl Located {
             let bytes = self.files[0].source.bytes();
             self.spans.iter().fold(0u8, |acc, s| acc ^ touch(bytes, s))
         } else {
-            self.spans.iter().enumerate().fold(0u8, |acc, (i, s)| acc ^ touch(self.file(i).source.bytes(), s))
+            let maps: Vec<&[u8]> = self.files.iter().map(|f| f.source.bytes()).collect();
+            self.spans.iter().zip(&self.slots).fold(0u8, |acc, (s, &slot)| acc ^ touch(maps[slot as usize], s))
         };
         std::hint::black_box(touched);
     }
@@ -736,14 +774,16 @@ impl Located {
                     }
                     Column::Line => {
                         self.touch(false);
+                        let views: Vec<FileView<'_>> =
+                            self.files.iter().map(|f| FileView { source: &f.source, index: &f.index, windows: &f.windows }).collect();
                         let utf8 = match opts.line_type {
-                            LineType::Utf8 => Some(Utf8Checked::check(self.files.iter().map(|f| f.as_ref()))?),
+                            LineType::Utf8 => Some(Utf8Checked::check(&views)?),
                             LineType::Binary => {
                                 self.check_unchanged()?;
                                 None
                             }
                         };
-                        line_array(&self.files, &self.slots, &self.spans, opts.line_type, opts.keep_terminator, utf8.as_ref())?
+                        line_array(&views, &self.slots, &self.spans, opts.line_type, opts.keep_terminator, utf8.as_ref())?
                     }
                     Column::LineNumber => Arc::new(UInt64Array::from_iter_values(self.line_numbers())) as ArrayRef,
                     Column::ByteOffset => Arc::new(UInt64Array::from_iter_values(self.byte_offsets())) as ArrayRef,

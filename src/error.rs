@@ -83,6 +83,11 @@ pub enum Error {
     #[error("invalid resume state: {message}")]
     InvalidState { message: String },
 
+    /// A bug: a helper thread stopped on a panic. Reported rather than ending a stream
+    /// early, which would lose batches silently.
+    #[error("internal error: {message}")]
+    Internal { message: String },
+
     /// Arrow refused to build or write a batch.
     #[error("{context}: arrow: {source}")]
     Arrow {
@@ -123,6 +128,7 @@ impl Error {
             | Error::NoInput { .. }
             | Error::StateMismatch { .. }
             | Error::InvalidState { .. }
+            | Error::Internal { .. }
             | Error::Arrow { .. } => None,
         }
     }

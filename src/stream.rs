@@ -60,6 +60,8 @@ pub enum Wait {
 #[derive(Debug)]
 pub struct BatchStream {
     rx: Option<Receiver<Result<Ready>>>,
+    /// The helper thread, joined on drop so that no reads outlive the stream.
+    helper: Option<std::thread::JoinHandle<()>>,
 }
 
 impl BatchStream {
@@ -83,7 +85,7 @@ impl BatchStream {
         let (tx, rx) = sync_channel(depth);
         let mut ahead =
             ReadAhead { batcher: batcher.clone(), epoch: None, window: None, io, allowed, read_lines, prefetchers: Default::default() };
-        std::thread::spawn(move || {
+        let helper = std::thread::spawn(move || {
             for (e, b) in units {
                 let ready = ahead.prepare(e, b);
                 let failed = ready.is_err();
@@ -93,7 +95,7 @@ impl BatchStream {
                 }
             }
         });
-        BatchStream { rx: Some(rx) }
+        BatchStream { rx: Some(rx), helper: Some(helper) }
     }
 
     /// Waits up to `timeout` for the next batch.
@@ -104,8 +106,28 @@ impl BatchStream {
             Err(RecvTimeoutError::Timeout) => Wait::Pending,
             Err(RecvTimeoutError::Disconnected) => {
                 self.rx = None;
-                Wait::Done
+                // The helper hung up: it finished, or it panicked (a bug) — never a
+                // silent early end.
+                match self.helper.take().map(std::thread::JoinHandle::join) {
+                    Some(Err(_)) => Wait::Batch(Box::new(Err(crate::Error::Internal {
+                        message: "the read-ahead thread panicked; batches after this one were not served".into(),
+                    }))),
+                    _ => Wait::Done,
+                }
             }
+        }
+    }
+}
+
+impl Drop for BatchStream {
+    fn drop(&mut self) {
+        // Closing the channel first makes the helper's next `send` fail, so it stops after
+        // the batch it is preparing (found by the IPC fuzz target: a helper left running
+        // past the stream).
+        self.rx = None;
+        if let Some(helper) = self.helper.take() {
+            // The consumer stopped reading: a panic here has no one left to report to.
+            let _ = helper.join();
         }
     }
 }

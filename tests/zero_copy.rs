@@ -160,3 +160,27 @@ fn files_over_4_gib_are_served_through_windows() {
     let offsets: &UInt64Array = rb.column(2).as_primitive();
     assert_eq!(offsets.value(4), ends[2]);
 }
+
+/// How many mappings of `path` this process holds.
+fn mappings_of(path: &std::path::Path) -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let name = path.to_str().unwrap();
+    maps.lines().filter(|l| l.ends_with(name)).count()
+}
+
+#[test]
+fn a_stream_dropped_mid_epoch_releases_the_map_at_once() {
+    // The read-ahead thread holds the batcher (and so the map): dropping the stream must
+    // stop and join it, not leave it preparing batches past the consumer (the IPC fuzz
+    // target found a helper still running after the stream was gone).
+    let f = file_with(&corpus());
+    for _ in 0..20 {
+        let b = Batcher::open(f.path(), Options { batch_size: 10, index_cache: IndexCache::Off, ..Default::default() }).unwrap();
+        let mut stream = mmap_batcher::BatchStream::new(&b, (0..1000).map(|n| (0, n % 500)));
+        assert!(stream.next().unwrap().is_ok());
+        assert!(mappings_of(f.path()) >= 1);
+        drop(stream);
+        drop(b);
+        assert_eq!(mappings_of(f.path()), 0, "the map outlived the stream and the batcher");
+    }
+}

@@ -141,7 +141,7 @@ fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
         Error::CorruptIndex { .. } => ("CorruptIndexError", Some(5)),
         Error::StateMismatch { .. } | Error::InvalidState { .. } => ("StateMismatchError", None),
         Error::Interrupted { .. } => return PyKeyboardInterrupt::new_err(message),
-        Error::Arrow { .. } => ("MmapBatcherError", None),
+        Error::Arrow { .. } | Error::Internal { .. } => ("MmapBatcherError", None),
         _ => ("MmapBatcherError", None),
     };
     let build = || -> Result<PyErr, PyErr> {

@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
 use crate::options::LineType;
-pub(crate) use views::{line_array, Utf8Checked, Windows};
+pub(crate) use views::{line_array, FileView, Utf8Checked, Windows};
 
 use crate::index::LineSpan;
 

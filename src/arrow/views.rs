@@ -20,7 +20,6 @@ use arrow::array::builder::make_view;
 use arrow::array::{ArrayRef, BinaryViewArray, StringViewArray};
 use arrow::buffer::{Buffer, ScalarBuffer};
 
-use crate::corpus::OpenFile;
 use crate::error::{Error, Result};
 use crate::index::{LineIndex, LineSpan, Utf8Verdict, MAX_LINE_LEN};
 use crate::options::LineType;
@@ -79,6 +78,13 @@ impl Windows {
     }
 }
 
+/// One file of a batch, as the view builder sees it: its map, index and windows.
+pub(crate) struct FileView<'a> {
+    pub source: &'a SourceFile,
+    pub index: &'a LineIndex,
+    pub windows: &'a Windows,
+}
+
 /// Proof that every line a batch serves as a string is UTF-8 in the file version that is
 /// mapped. Made only by [`Utf8Checked::check`].
 pub(crate) struct Utf8Checked(());
@@ -86,7 +92,7 @@ pub(crate) struct Utf8Checked(());
 impl Utf8Checked {
     /// Checks that each of `files` is unchanged since it was indexed and that its index
     /// found every served line UTF-8.
-    pub(crate) fn check<'a>(files: impl IntoIterator<Item = &'a OpenFile>) -> Result<Self> {
+    pub(crate) fn check(files: &[FileView<'_>]) -> Result<Self> {
         for f in files {
             f.source.check_unchanged()?;
             if let Utf8Verdict::Invalid { line_id, offset } = f.index.utf8() {
@@ -118,7 +124,7 @@ fn view(line: &[u8], buffer: u32, offset: u32) -> u128 {
 /// The `line` column of a batch: line `i` is `spans[i]` of `files[slots[i]]` (of
 /// `files[0]` when `slots` is empty). `utf8` is required for [`LineType::Utf8`].
 pub(crate) fn line_array(
-    files: &[Arc<OpenFile>],
+    files: &[FileView<'_>],
     slots: &[u32],
     spans: &[LineSpan],
     line_type: LineType,
@@ -131,7 +137,7 @@ pub(crate) fn line_array(
         bases.push(buffers.len() as u32);
         buffers.extend(f.windows.buffers.iter().cloned());
     }
-    let corrupt = |file: &OpenFile, span: &LineSpan| Error::CorruptIndex {
+    let corrupt = |file: &FileView<'_>, span: &LineSpan| Error::CorruptIndex {
         path: file.source.path().to_path_buf(),
         reason: format!("line at offset {} does not fit its window", span.start),
     };
@@ -148,13 +154,14 @@ pub(crate) fn line_array(
             }
         }
         _ => {
+            let maps: Vec<&[u8]> = files.iter().map(|f| f.source.bytes()).collect();
             for (i, span) in spans.iter().enumerate() {
                 let slot = slots.get(i).copied().unwrap_or(0) as usize;
                 let file = &files[slot];
                 let range = span.served_range(keep_terminator);
                 let (w, offset) = file.windows.locate(span.start);
                 let fits = file.windows.buffers.get(w).is_some_and(|b| offset + (range.end - range.start) as u64 <= b.len() as u64);
-                let line = file.source.bytes().get(range).filter(|_| fits).ok_or_else(|| corrupt(file, span))?;
+                let line = maps[slot].get(range).filter(|_| fits).ok_or_else(|| corrupt(file, span))?;
                 views.push(view(line, bases[slot] + w as u32, offset as u32));
             }
         }

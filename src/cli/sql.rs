@@ -28,6 +28,7 @@ pub enum Format {
 }
 
 #[derive(clap::Args)]
+#[command(override_usage = "mmap-batcher sql [OPTIONS] <FILE>... <QUERY>")]
 #[command(after_help = "Read-only: DDL (CREATE …), DML (INSERT, COPY … TO) and statements (SET …) are refused \
 unless --allow-write. Every line is served by default (the last partial batch of each epoch is kept).")]
 pub struct Args {

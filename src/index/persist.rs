@@ -19,8 +19,8 @@
 //! # Concurrency
 //! The builder holds an exclusive `flock` on the data file while it builds and writes, so
 //! processes opening a new file at once build it once: the others wait, then map the
-//! result. The index is written to a temporary name and renamed into place, so no reader
-//! ever sees half of one. Where no lock can be taken, processes build in parallel and the
+//! result. The index is written to a temporary name, synced, and renamed into place, so no
+//! reader — and no reader after a power loss — ever sees half of one. Where no lock can be taken, processes build in parallel and the
 //! last rename wins (every copy is identical).
 
 use std::fs::File;
@@ -277,7 +277,10 @@ pub(crate) fn write(path: &Path, index: &LineIndex, identity: &Identity) -> std:
         for w in m.head.wraps.iter().chain(&m.tail.wraps).chain(m.long_ends.iter().flat_map(|(k, e)| [k, e])) {
             out.write_all(&w.to_ne_bytes())?;
         }
-        out.into_inner().map_err(|e| e.into_error())?.flush()?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        // On disk before it is renamed into place: after a power loss an index file is whole
+        // or absent, never a valid header over records that never reached the disk.
+        file.sync_data()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

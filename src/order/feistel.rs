@@ -212,6 +212,7 @@ mod tests {
     /// first two positions are not correlated: a loose chi-square-style bound that a
     /// biased shuffle (for example two rounds, or a key ignoring the epoch) fails.
     #[test]
+    #[cfg_attr(miri, ignore = "statistics over 70,000 permutations: hours in Miri, and no unsafe")]
     fn positions_are_uniform() {
         let n = 7u64;
         let trials = 70_000u64;
