@@ -83,6 +83,11 @@ pub enum Error {
     #[error("invalid resume state: {message}")]
     InvalidState { message: String },
 
+    /// Compressed input that is corrupt, truncated, or in a format not decoded (xz,
+    /// bzip2, lz4).
+    #[error("{path}: {format}: {reason}")]
+    Compressed { path: PathBuf, format: &'static str, reason: String },
+
     /// A bug: a helper thread stopped on a panic. Reported rather than ending a stream
     /// early, which would lose batches silently.
     #[error("internal error: {message}")]
@@ -123,6 +128,7 @@ impl Error {
             | Error::InvalidUtf8 { path, .. }
             | Error::FileChanged { path, .. }
             | Error::CorruptIndex { path, .. }
+            | Error::Compressed { path, .. }
             | Error::Interrupted { path } => Some(path),
             Error::InvalidOption { .. }
             | Error::NoInput { .. }

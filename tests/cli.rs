@@ -215,3 +215,33 @@ fn file_commands() {
     let (ok, out, _) = run(&["--version"]);
     assert!(ok && out.starts_with("mmap-batcher "), "{out}");
 }
+
+#[test]
+fn compressed_files_and_compressed_standard_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("f.txt.gz");
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b"one\n# two\n\nfour\nfive").unwrap();
+    let bytes = e.finish().unwrap();
+    std::fs::write(&gz, &bytes).unwrap();
+    let (ok, out, _) = run(&["count", gz.to_str().unwrap()]);
+    assert!(ok && out.trim() == "3 served lines, 5 physical lines", "{out}");
+    let (ok, out, _) = run(&["line", gz.to_str().unwrap(), "5"]);
+    assert!(ok && out == "five\n", "{out:?}");
+    // `cat f.gz | mmap-batcher count -`: standard input is decompressed too.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmap-batcher"))
+        .args(["count", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "3 served lines, 5 physical lines");
+    // A truncated file: exit 1 with the file and the format named.
+    let cut = dir.path().join("cut.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() - 9]).unwrap();
+    let (ok, _, err) = run(&["count", cut.to_str().unwrap()]);
+    assert!(!ok && err.contains("cut.gz: gzip:"), "{err}");
+}

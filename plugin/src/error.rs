@@ -52,7 +52,7 @@ impl From<serde_json::Error> for PyError {
 }
 
 /// `(name, built-in base, doc)` of each exception class, the base class first.
-const CLASSES: [(&str, Base, &str); 14] = [
+const CLASSES: [(&str, Base, &str); 15] = [
     ("MmapBatcherError", Base::Exception, "Base class of every mmap-batcher error."),
     ("MissingFileError", Base::FileNotFound, "The file does not exist."),
     ("NoInputError", Base::FileNotFound, "A glob matched no file, or the list of inputs is empty."),
@@ -60,6 +60,7 @@ const CLASSES: [(&str, Base, &str); 14] = [
     ("AccessError", Base::Permission, "The process may not read the file."),
     ("SpecialFileError", Base::OS, "A device or socket, which cannot be served."),
     ("ReadError", Base::OS, "Mapping, reading or stat-ing a file failed."),
+    ("CompressionError", Base::OS, "A compressed file is corrupt or truncated, or in a format not decoded (xz, bzip2, lz4)."),
     ("OptionError", Base::Value, "An argument is out of range or of the wrong kind."),
     ("DuplicateInputError", Base::Value, "The same file was given twice."),
     ("LineTooLongError", Base::Value, "A line is longer than one Arrow view buffer can address (2 GiB)."),
@@ -139,6 +140,7 @@ fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
         Error::InvalidUtf8 { .. } => ("InvalidUtf8Error", None),
         Error::FileChanged { .. } => ("FileChangedError", None),
         Error::CorruptIndex { .. } => ("CorruptIndexError", Some(5)),
+        Error::Compressed { .. } => ("CompressionError", None),
         Error::StateMismatch { .. } | Error::InvalidState { .. } => ("StateMismatchError", None),
         Error::Interrupted { .. } => return PyKeyboardInterrupt::new_err(message),
         Error::Arrow { .. } | Error::Internal { .. } => ("MmapBatcherError", None),

@@ -11,6 +11,7 @@ __all__ = [
     "MAX_LINE_LEN",
     "AccessError",
     "ArrowBatch",
+    "CompressionError",
     "BatchIter",
     "CorruptIndexError",
     "DirectoryError",
@@ -58,6 +59,9 @@ class SpecialFileError(MmapBatcherError, OSError):
 
 class ReadError(MmapBatcherError, OSError):
     """Mapping, reading or stat-ing a file failed."""
+
+class CompressionError(MmapBatcherError, OSError):
+    """A compressed file is corrupt or truncated, or in a format not decoded (xz, bzip2, lz4)."""
 
 class OptionError(MmapBatcherError, ValueError):
     """An argument is out of range or of the wrong kind."""

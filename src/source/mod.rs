@@ -1,7 +1,8 @@
 //! The input files: opened, classified, spooled when they cannot be mapped (pipes, FIFOs,
-//! `/proc` files), mapped read-only, and checked against the identity they had when they
-//! were indexed.
+//! `/proc` files) or are compressed (gzip, zstd), mapped read-only, and checked against the
+//! identity they had when they were indexed.
 
+mod decompress;
 #[allow(unsafe_code)]
 mod map;
 pub(crate) mod paths;
@@ -97,8 +98,8 @@ pub struct SourceFile {
     file: File,
     map: Arc<Mmap>,
     identity: Identity,
-    /// Standard input, or data copied from a pipe, FIFO or special file into a private
-    /// temporary file: it has no lasting name to keep an index under.
+    /// Standard input, data copied from a pipe, FIFO or special file, or decompressed,
+    /// into a private temporary file: it has no lasting name to keep an index under.
     anonymous: bool,
     /// A second open file description for scattered `pread`s, told not to read ahead
     /// (made on first use).
@@ -116,10 +117,10 @@ impl SourceFile {
             if rustix::fs::FileType::from_raw_mode(meta.st_mode) == rustix::fs::FileType::RegularFile && meta.st_size > 0 {
                 // `< file`: map it where it is.
                 let fd = std::os::fd::AsFd::as_fd(&stdin).try_clone_to_owned().map_err(|e| Error::from_io(path, e))?;
-                return Self::from_spool(path, File::from(fd));
+                return Self::from_spool(path, File::from(fd), cancel);
             }
             let file = spool::spool(path, &stdin, cancel)?;
-            return Self::from_spool(path, file);
+            return Self::from_spool(path, file, cancel);
         }
         let file = spool::open_nonblocking(path).map_err(|e| Error::from_io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::from_io(path, e))?;
@@ -129,7 +130,7 @@ impl SourceFile {
         }
         if kind.is_fifo() {
             let file = spool::spool(path, &file, cancel)?;
-            return Self::from_spool(path, file);
+            return Self::from_spool(path, file, cancel);
         }
         if !kind.is_file() {
             let kind = if kind.is_char_device() {
@@ -147,7 +148,11 @@ impl SourceFile {
         if meta.len() == 0 {
             // `/proc` and `/sys` files report size 0 and still have content: read it.
             let file = spool::spool(path, &file, cancel)?;
-            return Self::from_spool(path, file);
+            return Self::from_spool(path, file, cancel);
+        }
+        if let Some(format) = decompress::detect(&file).map_err(|e| Error::from_io(path, e))? {
+            let file = decompress::decompress(path, &file, format, cancel)?;
+            return Self::from_private(path, file);
         }
         match map::map_file(&file) {
             Ok(map) => Ok(SourceFile {
@@ -161,13 +166,24 @@ impl SourceFile {
             // A file system that cannot map (ENODEV): read it instead.
             Err(e) if e.raw_os_error() == Some(19) => {
                 let file = spool::spool(path, &file, cancel)?;
-                Self::from_spool(path, file)
+                Self::from_spool(path, file, cancel)
             }
             Err(e) => Err(Error::from_io(path, e)),
         }
     }
 
-    fn from_spool(path: &Path, file: File) -> Result<Self> {
+    /// Serves a private copy `file` of `path`'s bytes (decompressed first if they are
+    /// compressed: `zcat F | mmap-batcher … -` and `F.gz` give the same corpus).
+    fn from_spool(path: &Path, file: File, cancel: &dyn Cancel) -> Result<Self> {
+        let file = match decompress::detect(&file).map_err(|e| Error::from_io(path, e))? {
+            Some(format) => decompress::decompress(path, &file, format, cancel)?,
+            None => file,
+        };
+        Self::from_private(path, file)
+    }
+
+    /// Serves `file`, a private copy of `path`'s bytes.
+    fn from_private(path: &Path, file: File) -> Result<Self> {
         let meta = file.metadata().map_err(|e| Error::from_io(path, e))?;
         let map = map::map_file(&file).map_err(|e| Error::from_io(path, e))?;
         Ok(SourceFile {
@@ -217,8 +233,8 @@ impl SourceFile {
         &self.identity
     }
 
-    /// True for standard input and for pipes or special files copied to a private
-    /// temporary file: such input has no index file.
+    /// True for standard input, pipes, special files and compressed files, copied to a
+    /// private temporary file: such input has no index file.
     pub fn is_anonymous(&self) -> bool {
         self.anonymous
     }

@@ -29,7 +29,7 @@ pub(super) fn set_blocking(file: &File) -> std::io::Result<()> {
 
 /// A private temporary file: unnamed in the temporary directory (`O_TMPFILE`), or a
 /// `memfd` where the directory's file system cannot make one.
-fn private_temp_file() -> std::io::Result<File> {
+pub(super) fn private_temp_file() -> std::io::Result<File> {
     let dir = std::env::temp_dir();
     let fd: OwnedFd = match rustix::fs::open(&dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from(0o600)) {
         Ok(fd) => fd,
