@@ -14,7 +14,7 @@ FILE=${MMB_BIG:-bench-data/big-80m.txt}
 LIMIT=${MMB_LIMIT:-3G}
 GLOBAL_SECONDS=${MMB_GLOBAL_SECONDS:-30}
 
-cargo build --release --no-default-features --bin mmap-batcher --bench beyond_ram >&2
+cargo build --release --no-default-features --features cli --bin mmap-batcher --bench beyond_ram >&2
 BIN=$(ls -t target/release/deps/beyond_ram-* | grep -v '\.d$' | head -1)
 if [ ! -f "$FILE" ]; then
     mkdir -p "$(dirname "$FILE")"
