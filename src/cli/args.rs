@@ -27,6 +27,43 @@ pub enum Io {
     Disk,
 }
 
+/// Which lines are kept and where their index lives: options of every command that opens
+/// files, from `count` to `sql`.
+#[derive(clap::Args)]
+pub struct KeepArgs {
+    /// Serve whitespace-only lines too.
+    #[arg(long)]
+    pub keep_blank_lines: bool,
+    /// Lines starting with this ASCII character are comments and skipped.
+    #[arg(long, default_value = "#", conflicts_with = "no_comment_char")]
+    pub comment_char: char,
+    /// Serve lines starting with any character.
+    #[arg(long)]
+    pub no_comment_char: bool,
+    /// Never read or write a persisted line index; index in memory at every run.
+    #[arg(long, conflicts_with = "index_path")]
+    pub no_index_cache: bool,
+    /// Read and write the line index at this path (one file only).
+    #[arg(long)]
+    pub index_path: Option<PathBuf>,
+}
+
+impl KeepArgs {
+    /// `options` with these keep rules and this index location.
+    pub fn apply(&self, options: Options) -> CliResult<Options> {
+        Ok(Options {
+            skip_blank_lines: !self.keep_blank_lines,
+            comment_char: if self.no_comment_char { None } else { Some(Options::comment_byte(self.comment_char)?) },
+            index_cache: match (&self.index_path, self.no_index_cache) {
+                (Some(p), _) => IndexCache::Path(p.clone()),
+                (None, true) => IndexCache::Off,
+                (None, false) => IndexCache::Auto,
+            },
+            ..options
+        })
+    }
+}
+
 /// Options of every command that reads files.
 #[derive(clap::Args)]
 pub struct FileArgs {
@@ -57,15 +94,8 @@ pub struct FileArgs {
     /// Drop the last partial batch of each epoch.
     #[arg(long)]
     pub drop_leftovers: bool,
-    /// Serve whitespace-only lines too.
-    #[arg(long)]
-    pub keep_blank_lines: bool,
-    /// Lines starting with this ASCII character are comments and skipped.
-    #[arg(long, default_value = "#", conflicts_with = "no_comment_char")]
-    pub comment_char: char,
-    /// Serve lines starting with any character.
-    #[arg(long)]
-    pub no_comment_char: bool,
+    #[command(flatten)]
+    pub keep: KeepArgs,
     /// Keep the `\n` / `\r\n` at the end of each line in JSON and Arrow output.
     #[arg(long)]
     pub keep_terminator: bool,
@@ -78,12 +108,6 @@ pub struct FileArgs {
     /// Give every shard the same number of batches (drops the remainder of each epoch's order).
     #[arg(long)]
     pub even_shards: bool,
-    /// Never read or write a persisted line index; index in memory at every run.
-    #[arg(long, conflicts_with = "index_path")]
-    pub no_index_cache: bool,
-    /// Read and write the line index at this path (one file only).
-    #[arg(long)]
-    pub index_path: Option<PathBuf>,
     /// How reads are planned.
     #[arg(long, value_enum, default_value_t = Io::Auto)]
     pub io: Io,
@@ -99,34 +123,26 @@ impl FileArgs {
     /// The options these arguments ask for; `keep_leftovers_by_default` for commands that
     /// should see every line (sql).
     pub fn options(&self, keep_leftovers_by_default: bool) -> CliResult<Options> {
-        let comment_char = if self.no_comment_char { None } else { Some(Options::comment_byte(self.comment_char)?) };
         let shuffle = match (self.no_shuffle, self.shuffle) {
             (true, _) | (_, ShuffleMode::None) => Shuffle::None,
             (_, ShuffleMode::Global) => Shuffle::Global,
             (_, ShuffleMode::Block) => Shuffle::Block { block_bytes: self.shuffle_block, window_blocks: self.shuffle_window },
         };
-        let options = Options {
+        let options = self.keep.apply(Options {
             batch_size: self.batch_size,
             shuffle,
             ignore_leftovers: if keep_leftovers_by_default { self.drop_leftovers } else { !self.keep_leftovers },
             even_shards: self.even_shards,
-            skip_blank_lines: !self.keep_blank_lines,
-            comment_char,
             seed: self.seed,
             keep_terminator: self.keep_terminator,
             line_type: if self.binary { LineType::Binary } else { LineType::Utf8 },
-            index_cache: match (&self.index_path, self.no_index_cache) {
-                (Some(p), _) => IndexCache::Path(p.clone()),
-                (None, true) => IndexCache::Off,
-                (None, false) => IndexCache::Auto,
-            },
             io: match self.io {
                 Io::Auto => IoPolicy::Auto,
                 Io::Cached => IoPolicy::Cached,
                 Io::Disk => IoPolicy::Disk,
             },
             ..Options::default()
-        };
+        })?;
         options.validate()?;
         Ok(options)
     }

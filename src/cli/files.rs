@@ -4,65 +4,42 @@ use std::io::{BufWriter, Write};
 
 use crate::{Batcher, IndexStatus, Options, Utf8Verdict};
 
-use crate::cli::args::open;
+use crate::cli::args::{open, KeepArgs};
 use crate::cli::error::{CliError, CliResult};
 
-/// Options of `index`, `count` and `info`: which lines are kept, and where indexes live.
+/// Arguments of `index`, `count` and `info`: the files, which lines are kept, and where
+/// indexes live.
 #[derive(clap::Args)]
-pub struct KeepArgs {
+pub struct InputArgs {
     /// The line files (paths or globs; - for standard input).
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// Serve whitespace-only lines too.
-    #[arg(long)]
-    keep_blank_lines: bool,
-    /// Lines starting with this ASCII character are comments and skipped.
-    #[arg(long, default_value = "#", conflicts_with = "no_comment_char")]
-    comment_char: char,
-    /// Serve lines starting with any character.
-    #[arg(long)]
-    no_comment_char: bool,
-    /// Never read or write a persisted line index.
-    #[arg(long, conflicts_with = "index_path")]
-    no_index_cache: bool,
-    /// Read and write the line index at this path (one file only).
-    #[arg(long)]
-    index_path: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    keep: KeepArgs,
 }
 
-impl KeepArgs {
+impl InputArgs {
     fn open(&self) -> CliResult<Batcher> {
-        let options = Options {
-            skip_blank_lines: !self.keep_blank_lines,
-            comment_char: if self.no_comment_char { None } else { Some(Options::comment_byte(self.comment_char)?) },
-            seed: Some(0),
-            index_cache: match (&self.index_path, self.no_index_cache) {
-                (Some(p), _) => crate::IndexCache::Path(p.clone()),
-                (None, true) => crate::IndexCache::Off,
-                (None, false) => crate::IndexCache::Auto,
-            },
-            ..Options::default()
-        };
-        open(&self.inputs, options)
+        open(&self.inputs, self.keep.apply(Options { seed: Some(0), ..Options::default() })?)
     }
 }
 
 #[derive(clap::Args)]
 pub struct IndexArgs {
     #[command(flatten)]
-    keep: KeepArgs,
+    input: InputArgs,
 }
 
 #[derive(clap::Args)]
 pub struct CountArgs {
     #[command(flatten)]
-    keep: KeepArgs,
+    input: InputArgs,
 }
 
 #[derive(clap::Args)]
 pub struct InfoArgs {
     #[command(flatten)]
-    keep: KeepArgs,
+    input: InputArgs,
 }
 
 #[derive(clap::Args)]
@@ -102,7 +79,7 @@ fn index_bytes_per_line(b: &Batcher, f: usize) -> String {
 }
 
 pub fn index(a: IndexArgs) -> CliResult {
-    let b = a.keep.open()?;
+    let b = a.input.open()?;
     let mut out = std::io::stdout().lock();
     for (f, path) in b.paths().enumerate() {
         let lines = b.file_lines(f);
@@ -119,14 +96,14 @@ pub fn index(a: IndexArgs) -> CliResult {
 }
 
 pub fn count(a: CountArgs) -> CliResult {
-    let b = a.keep.open()?;
+    let b = a.input.open()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{} served lines, {} physical lines", b.num_lines(), b.physical_lines())?;
     Ok(())
 }
 
 pub fn info(a: InfoArgs) -> CliResult {
-    let b = a.keep.open()?;
+    let b = a.input.open()?;
     let mut out = std::io::stdout().lock();
     for (f, path) in b.paths().enumerate() {
         let id = b.identity(f);
