@@ -16,7 +16,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use arrow::array::Array;
-use mmap_batcher::{Batcher, BatchStream, Column, IndexCache, IoPolicy, Options, Shuffle};
+use mmap_batcher::{BatchStream, Batcher, Column, IndexCache, IoPolicy, Options, Shuffle};
 use support::rss_anon;
 
 fn status_kib(key: &str) -> u64 {

@@ -43,10 +43,8 @@ async fn main() {
     println!("corpus {} ({:.0} MiB)", path.display(), mib(size));
     let like = "SELECT count(*) FROM lines WHERE line LIKE '%abc%'";
 
-    let open = |shuffle| {
-        Batcher::open(&path, Options { batch_size: 8192, shuffle, seed: Some(1), ignore_leftovers: false, ..Default::default() })
-            .unwrap()
-    };
+    let open =
+        |shuffle| Batcher::open(&path, Options { batch_size: 8192, shuffle, seed: Some(1), ignore_leftovers: false, ..Default::default() }).unwrap();
     let shuffled = open(Shuffle::Global);
     let ordered = open(Shuffle::None);
     shuffled.validate_utf8().unwrap();
@@ -94,25 +92,18 @@ async fn main() {
     ] {
         let t = Instant::now();
         let result = bounded.sql(q).await.unwrap().collect().await;
-        println!(
-            "256 MiB pool: {:.3} s  {}  {}",
-            t.elapsed().as_secs_f64(),
-            if result.is_ok() { "ok    " } else { "FAILED" },
-            q
-        );
+        println!("256 MiB pool: {:.3} s  {}  {}", t.elapsed().as_secs_f64(), if result.is_ok() { "ok    " } else { "FAILED" }, q);
         if let Err(e) = result {
             println!("    {e}");
         }
     }
 
     // IPC write against cat.
-    let (t_cat, _) = best_of(3, || {
-        std::process::Command::new("sh").arg("-c").arg(format!("cat '{}' > /dev/null", path.display())).status().unwrap()
-    });
+    let (t_cat, _) = best_of(3, || std::process::Command::new("sh").arg("-c").arg(format!("cat '{}' > /dev/null", path.display())).status().unwrap());
     for ipc_type in [IpcLineType::Large, IpcLineType::View] {
         let (t_ipc, written) = best_of(3, || {
             let mut sink = CountingSink(0);
-            write_ipc_stream(&shuffled, 1, &Column::ALL, ipc_type, &mut sink).unwrap();
+            write_ipc_stream(&shuffled, 1, mmap_batcher::Shard::WHOLE, &Column::ALL, ipc_type, &mut sink).unwrap();
             sink.0
         });
         let epoch = shuffled.epoch(0).unwrap();

@@ -5,7 +5,7 @@ mmb = MmapBatcher("corpus.txt", batch_size=100, seed=1)  # indexes once, then ma
 for epoch in range(2):
     for batch in mmb:  # this shard's batches of the current epoch, list[bytes]
         assert all(line.endswith(b"\n") for line in batch)
-print(mmb.seed, len(mmb), mmb[0])  # random access: line 0 of the corpus
+print(mmb.seed, mmb.num_lines, mmb.lines[0])  # random access: line 0 of the corpus
 
 import pyarrow as pa
 

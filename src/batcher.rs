@@ -12,8 +12,8 @@ use crate::index::{IndexStatus, LineSpan, Utf8Verdict, MAX_LINE_LEN};
 use crate::options::{LineType, Options};
 use crate::order::EpochOrder;
 use crate::plan::{Served, Shard, ShardPlan};
-use crate::state::{CorpusIdentity, OrderOptions, State, STATE_FORMAT};
 use crate::source::{Cancel, NeverCancel};
+use crate::state::{CorpusIdentity, OrderOptions, State, STATE_FORMAT};
 
 /// A corpus of one or more line files opened for batching. Cloning is cheap (an `Arc`),
 /// and every [`Epoch`] and [`Batch`] holds a clone, so they can outlive the value they
@@ -206,7 +206,14 @@ impl Batcher {
         let (f, k) = self.inner.corpus.locate(id);
         let file = self.inner.corpus.file(f)?;
         file.source.check_unchanged()?;
-        Ok(file.source.bytes()[file.span(k).range()].to_vec())
+        let span = file.span(k);
+        if self.inner.corpus.io() == crate::source::ResolvedIo::DiskLines {
+            // Read, not copied from the map (see `Options::trust_files`).
+            let range = span.start..span.end;
+            let (bytes, _) = crate::source::read_ranges(file.source.random_reader(), &[range]).map_err(|e| Error::from_io(file.source.path(), e))?;
+            return Ok(bytes);
+        }
+        Ok(file.source.bytes()[span.range()].to_vec())
     }
 
     /// The id of the kept line with physical line number `number` in file `f`, if that line is kept.
@@ -319,7 +326,14 @@ impl Batcher {
         state.check_matches(self.seed(), &OrderOptions::of(self.options()), &self.corpus_identity()?)?;
         let nb = self.num_batches();
         state.base.validate(nb)?;
+        if state.epoch == u64::MAX {
+            return Err(Error::InvalidState { message: format!("epoch {} is out of range", state.epoch) });
+        }
         if state.shard == shard {
+            let plan = ShardPlan::new(nb, state.base.clone(), shard, self.options().even_shards);
+            if state.done > plan.len() {
+                return Err(Error::InvalidState { message: format!("the state served {} batches of a plan of {}", state.done, plan.len()) });
+            }
             return Ok((state.epoch, state.base.clone(), state.done));
         }
         match state.served(nb) {
@@ -327,7 +341,8 @@ impl Batcher {
             None => Err(Error::StateMismatch {
                 what: format!(
                     "the state is shard {} of {}, this batcher is shard {} of {}; to resume with another layout, \
-                     combine the states of all {} shards first",
+                     combine the states of all {} shards first \
+                     (or, for ranks that ran in lockstep, one rank's states with lockstep)",
                     state.shard.index, state.shard.count, shard.index, shard.count, state.shard.count
                 ),
             }),
@@ -339,13 +354,15 @@ impl Batcher {
         crate::state::combine(states, self.num_batches(), self.options().even_shards)
     }
 
-    pub(crate) fn corpus(&self) -> &Corpus {
-        &self.inner.corpus
+    /// [`combine_states`](Self::combine_states) of every rank's states, made from one
+    /// rank's (see [`state::lockstep`](crate::state::lockstep)): elastic resume from rank 0's
+    /// checkpoint when the ranks ran in lockstep.
+    pub fn combine_lockstep_states(&self, one_rank: &[State]) -> Result<State> {
+        self.combine_states(&crate::state::lockstep(one_rank)?)
     }
 
-    /// Locates `ids` (global line ids): the files they lie in, and each line's span.
-    pub(crate) fn locate(&self, ids: &[u64]) -> Result<Located> {
-        self.locate_with(ids, true)
+    pub(crate) fn corpus(&self) -> &Corpus {
+        &self.inner.corpus
     }
 
     /// [`locate`](Self::locate); with `resolve_gaps` false, lines followed by skipped
@@ -551,11 +568,17 @@ impl Batch {
 
     /// Finds the batch's lines in their files, after checking that the files are unchanged.
     pub fn locate(&self) -> Result<Located> {
-        let located = self.batcher.locate(&self.ids)?;
+        use crate::source::ResolvedIo;
+        let io = self.batcher.corpus().io();
+        let mut located = self.batcher.locate_with(&self.ids, io != ResolvedIo::DiskLines)?;
         located.check_unchanged()?;
-        if self.batcher.corpus().io() == crate::source::ResolvedIo::Cached {
+        match io {
             // The caller is about to read the lines: overlap their cache misses first.
-            located.touch(true);
+            ResolvedIo::Cached => located.touch(true),
+            // Lines of files others can write (or read at random from disk): read into a
+            // buffer of the batch's own, never viewed in the map.
+            ResolvedIo::DiskLines => located.read_into_memory()?,
+            ResolvedIo::DiskWindows | ResolvedIo::Sequential => {}
         }
         Ok(located)
     }
@@ -567,7 +590,7 @@ impl Batch {
 
     /// Only `columns`, in that order: a batch without [`Column::Line`] never reads the map.
     pub fn to_record_batch_with(&self, columns: &[Column]) -> Result<RecordBatch> {
-        let located = self.batcher.locate(&self.ids)?;
+        let located = self.locate()?;
         located.record_batch(&self.batcher, self.epoch, self.number, columns)
     }
 
@@ -619,6 +642,25 @@ impl Located {
     #[inline(always)]
     fn file(&self, i: usize) -> &OpenFile {
         &self.files[self.slots.get(i).copied().unwrap_or(0) as usize]
+    }
+
+    /// Checks that every line read into `buffer` is UTF-8 (the bytes read, not the index's
+    /// verdict: they may have changed since), naming the first that is not.
+    fn check_owned_utf8(&self, buffer: &arrow::buffer::Buffer, spans: &[LineSpan], keep_terminator: bool) -> Result<()> {
+        let bytes = buffer.as_slice();
+        for (i, s) in spans.iter().enumerate() {
+            let line = bytes.get(s.served_range(keep_terminator)).unwrap_or_default();
+            if let Err(e) = simdutf8::compat::from_utf8(line) {
+                let file = self.file(i);
+                let line_number = self.line_numbers().nth(i).unwrap_or(0);
+                return Err(Error::InvalidUtf8 {
+                    path: file.source.path().to_path_buf(),
+                    line_number,
+                    byte_offset: self.spans[i].start + e.valid_up_to() as u64,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks (one `fstat` per file) that the files are unchanged since they were indexed.
@@ -684,7 +726,8 @@ impl Located {
         for (slot, file) in self.files.iter().enumerate() {
             let lines: Vec<usize> = (0..self.len()).filter(|&i| self.slots.get(i).copied().unwrap_or(0) as usize == slot).collect();
             let ranges: Vec<std::ops::Range<u64>> = lines.iter().map(|&i| self.spans[i].start..self.spans[i].end).collect();
-            let (bytes, offsets) = crate::source::read_ranges(file.source.random_reader(), &ranges).map_err(|e| Error::from_io(file.source.path(), e))?;
+            let (bytes, offsets) =
+                crate::source::read_ranges(file.source.random_reader(), &ranges).map_err(|e| Error::from_io(file.source.path(), e))?;
             let base = buffer.len() as u64;
             buffer.extend_from_slice(&bytes);
             for (&i, &at) in lines.iter().zip(&offsets) {
@@ -703,7 +746,11 @@ impl Located {
                     // A line longer than the search bound (rare): its end from the index,
                     // its bytes read again whole.
                     let file = self.file(i);
-                    let full = file.index.span_after_gap(self.locals[i], LineSpan { end: self.spans[i].end.max(self.spans[i].start + limit), ..self.spans[i] }, file.source.bytes());
+                    let full = file.index.span_after_gap(
+                        self.locals[i],
+                        LineSpan { end: self.spans[i].end.max(self.spans[i].start + limit), ..self.spans[i] },
+                        file.source.bytes(),
+                    );
                     let mut bytes = vec![0u8; full.len() as usize];
                     std::os::unix::fs::FileExt::read_exact_at(file.source.random_reader(), &mut bytes, full.start)
                         .map_err(|e| Error::from_io(file.source.path(), e))?;
@@ -769,6 +816,9 @@ impl Located {
                     Column::Line if self.owned.is_some() => {
                         self.check_unchanged()?;
                         let (buffer, spans) = self.owned.as_ref().ok_or_else(|| Error::InvalidOption { message: "no lines".into() })?;
+                        if opts.line_type == LineType::Utf8 {
+                            self.check_owned_utf8(buffer, spans, opts.keep_terminator)?;
+                        }
                         crate::arrow::owned_line_array(buffer, spans, opts.line_type, opts.keep_terminator)
                             .map_err(|source| Error::Arrow { context: batcher.path().display().to_string(), source })?
                     }

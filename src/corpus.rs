@@ -81,8 +81,16 @@ impl Corpus {
         let keep_open = paths.len() <= options.max_open_files;
         // Decided before any file is mapped: the index build's reads already come in the
         // page sizes the epochs want (the kernel keeps cached pages at the size read).
-        let total_bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-        let io = ResolvedIo::resolve(options.io, total_bytes, options.shuffle);
+        let metas: Vec<std::fs::Metadata> = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).collect();
+        let total_bytes: u64 = metas.iter().map(|m| m.len()).sum();
+        let others_write = metas.iter().any(crate::source::others_can_write);
+        let io = if others_write && !options.trust_files {
+            // Views into a map that someone else can change without a trace are unsound:
+            // read every line into the batch's own buffer, validated there.
+            ResolvedIo::DiskLines
+        } else {
+            ResolvedIo::resolve(options.io, total_bytes, options.shuffle)
+        };
         let block_bytes = match options.shuffle {
             Shuffle::Block { block_bytes, .. } => Some(block_bytes),
             _ => None,
@@ -144,6 +152,13 @@ impl Corpus {
         let mut first = vec![0u64];
         let mut all_cuts = vec![0u64];
         let mut notices = Vec::new();
+        if others_write && !options.trust_files {
+            let n = metas.iter().filter(|m| crate::source::others_can_write(m)).count();
+            notices.push(format!(
+                "{n} of the files can be written by another user: their lines are read into memory and \
+                 validated, not served zero-copy from the map (trust_files=True / --trust-files to map them)"
+            ));
+        }
         for result in results {
             // A file not reached because an earlier one failed: report that earlier error.
             let Some(result) = result else { continue };

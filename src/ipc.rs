@@ -14,6 +14,7 @@ use arrow::ipc::writer::StreamWriter;
 use crate::arrow::{compact, large_schema, schema, to_large, Column};
 use crate::batcher::Batcher;
 use crate::error::{Error, Result};
+use crate::plan::{Served, Shard, ShardPlan};
 use crate::stream::BatchStream;
 
 /// How the `line` column is typed in an IPC stream.
@@ -50,10 +51,10 @@ pub fn ipc_schema(batcher: &Batcher, columns: &[Column], ipc_type: IpcLineType) 
 /// # use std::io::Write;
 /// # let mut f = tempfile::NamedTempFile::new().unwrap();
 /// # for i in 0..10 { writeln!(f, "row {i}").unwrap(); }
-/// use mmap_batcher::{write_ipc_stream, Batcher, Column, IndexCache, IpcLineType, Options};
+/// use mmap_batcher::{write_ipc_stream, Batcher, Column, IndexCache, IpcLineType, Options, Shard};
 /// let b = Batcher::open(f.path(), Options { batch_size: 4, index_cache: IndexCache::Off, ..Default::default() })?;
 /// let mut bytes = Vec::new();
-/// let summary = write_ipc_stream(&b, 2, &Column::ALL, IpcLineType::Large, &mut bytes)?;
+/// let summary = write_ipc_stream(&b, 2, Shard::WHOLE, &Column::ALL, IpcLineType::Large, &mut bytes)?;
 /// assert_eq!((summary.batches, summary.rows), (4, 16));
 /// let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
 /// assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 16);
@@ -62,6 +63,7 @@ pub fn ipc_schema(batcher: &Batcher, columns: &[Column], ipc_type: IpcLineType) 
 pub fn write_ipc_stream(
     batcher: &Batcher,
     epochs: u64,
+    shard: Shard,
     columns: &[Column],
     ipc_type: IpcLineType,
     out: impl Write,
@@ -70,8 +72,11 @@ pub fn write_ipc_stream(
     let schema = ipc_schema(batcher, columns, ipc_type);
     let mut writer = StreamWriter::try_new(out, &schema).map_err(arrow_err)?;
     let mut summary = IpcSummary::default();
-    let per_epoch = batcher.num_batches();
-    let units = (0..epochs).flat_map(move |e| (0..per_epoch).map(move |b| (e, b)));
+    let (per_epoch, even) = (batcher.num_batches(), batcher.options().even_shards);
+    let units = (0..epochs).flat_map(move |e| {
+        let plan = ShardPlan::new(per_epoch, Served::NONE, shard, even);
+        (0..plan.len()).filter_map(move |i| plan.get(i)).map(move |b| (e, b))
+    });
     for ready in BatchStream::new(batcher, units) {
         let ready = ready?;
         let rb = ready.located.record_batch(batcher, ready.batch.epoch(), ready.batch.number(), columns)?;

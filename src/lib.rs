@@ -67,9 +67,9 @@ mod stream;
 pub mod synthetic;
 
 pub use crate::arrow::{compact, large_schema, schema, to_large, Column};
-pub use batcher::{Batch, Batcher, Epoch, Located};
 #[cfg(feature = "datafusion")]
 pub use crate::datafusion::{LineBuffers, LinesExec, LinesTable};
+pub use batcher::{Batch, Batcher, Epoch, Located};
 pub use error::{Error, Result};
 pub use index::persist::cache_dir as index_cache_dir;
 pub use index::{IndexStatus, LineIndex, LineSpan, Utf8Verdict, MAX_LINE_LEN};

@@ -128,6 +128,13 @@ pub struct Options {
     /// At most this many files of a many-file corpus are mapped at once (least recently
     /// used ones are unmapped; batches keep the maps they point into alive).
     pub max_open_files: usize,
+    /// Serve zero-copy views into the map even of files that another user can write (not
+    /// owned by this process's user, or writable by group or others). Off by default: such a
+    /// writer can change bytes under the map without a trace (a shared writable mapping
+    /// leaves size and times alone), so by default their lines are read with `pread` into
+    /// buffers of the batch's own and validated there. See the README's trust model.
+    #[serde(default)]
+    pub trust_files: bool,
 }
 
 impl Default for Options {
@@ -145,6 +152,7 @@ impl Default for Options {
             index_cache: IndexCache::Auto,
             io: IoPolicy::Auto,
             max_open_files: 128,
+            trust_files: false,
         }
     }
 }

@@ -114,7 +114,13 @@ impl Served {
         if ok {
             Ok(())
         } else {
-            Err(Error::InvalidState { message: format!("served batches {self:?} do not fit an epoch of {num_batches} batches") })
+            Err(Error::InvalidState {
+                message: format!(
+                    "served batches (position {}, {} served ahead) do not fit an epoch of {num_batches} batches",
+                    self.position,
+                    self.served_ahead.len()
+                ),
+            })
         }
     }
 }
@@ -148,11 +154,7 @@ impl ShardPlan {
     /// the epoch's order is dropped).
     pub fn new(num_batches: u64, served: Served, shard: Shard, even: bool) -> Self {
         let remaining = served.remaining(num_batches);
-        let len = if even {
-            remaining / shard.count
-        } else {
-            remaining.saturating_sub(shard.index).div_ceil(shard.count)
-        };
+        let len = if even { remaining / shard.count } else { remaining.saturating_sub(shard.index).div_ceil(shard.count) };
         ShardPlan { served, shard, len }
     }
 

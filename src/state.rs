@@ -179,7 +179,7 @@ pub fn combine(states: &[State], num_batches: u64, even: bool) -> Result<State> 
     let m = first.shard.count;
     let mut seen = vec![false; usize::try_from(m).unwrap_or(usize::MAX).min(states.len() + 1)];
     if states.len() as u64 != m {
-        return invalid(format!("{} states for {m} shards: every shard's state is needed", states.len()));
+        return invalid(format!("{} states for {m} shards: every shard's state is needed (or lockstep, if the ranks ran in lockstep)", states.len()));
     }
     for s in states {
         if s.shard.count != m || s.format != first.format || s.seed != first.seed || s.order != first.order || s.corpus != first.corpus {
@@ -201,13 +201,38 @@ pub fn combine(states: &[State], num_batches: u64, even: bool) -> Result<State> 
         return invalid("the states of the epoch started from different positions".into());
     }
     let plan_len = |j: u64| ShardPlan::new(num_batches, base.clone(), Shard { index: j, count: m }, even).len();
-    let done: Vec<(u64, u64)> = states
-        .iter()
-        .map(|s| (s.shard.index, if s.epoch == epoch { s.done } else { plan_len(s.shard.index) }))
-        .collect();
+    let done: Vec<(u64, u64)> = states.iter().map(|s| (s.shard.index, if s.epoch == epoch { s.done } else { plan_len(s.shard.index) })).collect();
     let all_finished = done.iter().all(|&(j, c)| c >= plan_len(j));
     let (epoch, served) = if all_finished { (epoch + 1, Served::NONE) } else { (epoch, advance(&base, &done, m, num_batches)) };
     Ok(State { epoch, base: served, shard: Shard::WHOLE, done: 0, ..first.clone() })
+}
+
+/// The states of every shard of a layout whose ranks ran in lockstep, from the states of
+/// one rank's shards (DDP with even shards, where scripts often keep rank 0's checkpoint only).
+///
+/// `states` are shards `r·k … r·k + k − 1` of `N` (the `k` data-loader workers of rank `r`,
+/// with `k` dividing `N`); in lockstep, worker `w` of every rank served what worker `w` of
+/// rank `r` served, so each state is copied to the same worker of every rank. [`combine`]
+/// then gives the one state any layout loads. Exact only when the ranks did run in
+/// lockstep (the same number of steps, each rank's loader taking its workers in turn).
+pub fn lockstep(states: &[State]) -> Result<Vec<State>> {
+    let invalid = |message: String| Err(Error::InvalidState { message });
+    let Some(first) = states.first() else { return invalid("no states to replicate".into()) };
+    let k = states.len() as u64;
+    let n = first.shard.count;
+    if n % k != 0 {
+        return invalid(format!("{k} states of {n} shards: lockstep needs the states of one rank's workers (a divisor of {n})"));
+    }
+    let start = states.iter().map(|s| s.shard.index).min().unwrap_or(0);
+    let mut indices: Vec<u64> = states.iter().map(|s| s.shard.index).collect();
+    indices.sort_unstable();
+    let contiguous = indices.iter().enumerate().all(|(i, &x)| x == start + i as u64);
+    if start % k != 0 || !contiguous || states.iter().any(|s| s.shard.count != n) {
+        return invalid(format!("the states are not the {k} workers of one rank of a {n}-shard layout"));
+    }
+    Ok((0..n / k)
+        .flat_map(|rank| states.iter().map(move |s| State { shard: Shard { index: rank * k + (s.shard.index - start), count: n }, ..s.clone() }))
+        .collect())
 }
 
 #[cfg(test)]
@@ -267,6 +292,22 @@ mod tests {
                 prop_assert_eq!(sorted, (0..nb).collect::<Vec<_>>());
             }
         }
+    }
+
+    #[test]
+    fn lockstep_replicates_one_rank_to_every_rank() {
+        // 3 ranks × 2 workers; rank 1's workers served 2 and 1 batches of their plans.
+        let w = |j| Shard { index: j, count: 6 };
+        let rank1 = [state(0, Served::NONE, w(2), 2), state(0, Served::NONE, w(3), 1)];
+        let all = lockstep(&rank1).unwrap();
+        let got: Vec<(u64, u64)> = all.iter().map(|s| (s.shard.index, s.done)).collect();
+        assert_eq!(got, [(0, 2), (1, 1), (2, 2), (3, 1), (4, 2), (5, 1)]);
+        // Shard j serves ranks j, j + 6, …: served 0..=6, 8 and 10.
+        let c = combine(&all, 40, false).unwrap();
+        assert_eq!(c.base, Served { position: 7, served_ahead: vec![8, 10] });
+        assert!(lockstep(&[state(0, Served::NONE, w(1), 1), state(0, Served::NONE, w(2), 1)]).is_err());
+        assert!(lockstep(&vec![state(0, Served::NONE, w(0), 1); 4]).is_err());
+        assert!(lockstep(&[]).is_err());
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! window's blocks for the block shuffle, whose finished windows are released).
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batcher::{Batch, Batcher, Epoch, Located};
@@ -83,8 +83,7 @@ impl BatchStream {
         // disk, more batches in flight keep the device's queue full.
         let depth = if io == ResolvedIo::Cached { 1 } else { 4 };
         let (tx, rx) = sync_channel(depth);
-        let mut ahead =
-            ReadAhead { batcher: batcher.clone(), epoch: None, window: None, io, allowed, read_lines, prefetchers: Default::default() };
+        let mut ahead = ReadAhead { batcher: batcher.clone(), epoch: None, window: None, io, allowed, read_lines, prefetchers: Default::default() };
         let helper = std::thread::spawn(move || {
             for (e, b) in units {
                 let ready = ahead.prepare(e, b);
@@ -186,9 +185,9 @@ impl ReadAhead {
             self.epoch = Some(self.batcher.epoch(e)?);
         }
         let epoch = self.epoch.clone().ok_or_else(|| crate::Error::InvalidOption { message: "no epoch".into() })?;
-        let mut batch = epoch.batch(b).ok_or_else(|| crate::Error::InvalidOption {
-            message: format!("batch {b} out of range for {} batches", epoch.num_batches()),
-        })?;
+        let mut batch = epoch
+            .batch(b)
+            .ok_or_else(|| crate::Error::InvalidOption { message: format!("batch {b} out of range for {} batches", epoch.num_batches()) })?;
         if let Some(allowed) = &self.allowed {
             batch.retain(|&id| allowed_contains(allowed, id));
         }

@@ -52,7 +52,11 @@ fn single_i64(batches: &[RecordBatch]) -> i64 {
 async fn counts_filters_and_string_functions_match_an_independent_computation() {
     let text = corpus_text(20_000);
     let f = file_with(&text);
-    let b = Batcher::open(f.path(), Options { batch_size: 64, ignore_leftovers: false, seed: Some(2), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
+    let b = Batcher::open(
+        f.path(),
+        Options { batch_size: 64, ignore_leftovers: false, seed: Some(2), index_cache: IndexCache::Off, ..Default::default() },
+    )
+    .unwrap();
     let ctx = session(&b, 3, 2);
     let reference = reference_lines(&text, true, Some(b'#'));
     let lines: Vec<&str> = reference.iter().map(|r| std::str::from_utf8(strip_terminator(r.bytes)).unwrap()).collect();
@@ -79,11 +83,8 @@ async fn counts_filters_and_string_functions_match_an_independent_computation() 
 
     // substr and lower on one known line, found by its line number.
     let r = &reference[100];
-    let (out, _) = run(
-        &ctx,
-        &format!("SELECT substr(line, 2, 4), lower(upper(line)) FROM lines WHERE line_number = {} AND epoch = 0", r.number),
-    )
-    .await;
+    let (out, _) =
+        run(&ctx, &format!("SELECT substr(line, 2, 4), lower(upper(line)) FROM lines WHERE line_number = {} AND epoch = 0", r.number)).await;
     let line = lines[100];
     assert_eq!(out[0].column(0).as_string_view().value(0), line.chars().skip(1).take(4).collect::<String>());
     assert_eq!(out[0].column(1).as_string_view().value(0), line.to_lowercase());
@@ -115,12 +116,8 @@ async fn pushdown_skips_columns_batches_and_lines() {
     assert_eq!(scan_metric(&plan, "lines_materialized"), Some(300));
 
     // A line-number range builds views only for lines inside it.
-    let expected: usize = b
-        .epoch(1)
-        .unwrap()
-        .batches()
-        .map(|x| x.locate().unwrap().line_numbers().filter(|n| (1000..2000).contains(n)).count())
-        .sum();
+    let expected: usize =
+        b.epoch(1).unwrap().batches().map(|x| x.locate().unwrap().line_numbers().filter(|n| (1000..2000).contains(n)).count()).sum();
     let (out, plan) = run(&ctx, "SELECT count(line) FROM lines WHERE line_number >= 1000 AND line_number < 2000 AND epoch = 1").await;
     assert_eq!(single_i64(&out) as usize, expected);
     assert_eq!(scan_metric(&plan, "lines_materialized"), Some(expected));
@@ -150,8 +147,10 @@ async fn ordering_contract_restores_serial_order() {
     let ctx = session(&b, 2, 2);
     let (out, _) = run(&ctx, "SELECT line_number, epoch, batch FROM lines ORDER BY epoch, batch").await;
     let got: Vec<u64> = out.iter().flat_map(|rb| rb.column(0).as_primitive::<UInt64Type>().values().to_vec()).collect();
-    let serial: Vec<u64> =
-        b.epochs(2).flat_map(|e| e.unwrap().batches().flat_map(|x| x.locate().unwrap().line_numbers().collect::<Vec<_>>()).collect::<Vec<_>>()).collect();
+    let serial: Vec<u64> = b
+        .epochs(2)
+        .flat_map(|e| e.unwrap().batches().flat_map(|x| x.locate().unwrap().line_numbers().collect::<Vec<_>>()).collect::<Vec<_>>())
+        .collect();
     assert_eq!(got, serial);
 }
 
@@ -216,7 +215,7 @@ fn ipc_stream_round_trips_compactly() {
     let line_bytes: usize = b.epoch(0).unwrap().batches().flat_map(|x| x.locate().unwrap().lines(false).map(<[u8]>::len).collect::<Vec<_>>()).sum();
     for ipc_type in [IpcLineType::Large, IpcLineType::View] {
         let mut bytes = Vec::new();
-        let summary = write_ipc_stream(&b, 1, &Column::ALL, ipc_type, &mut bytes).unwrap();
+        let summary = write_ipc_stream(&b, 1, mmap_batcher::Shard::WHOLE, &Column::ALL, ipc_type, &mut bytes).unwrap();
         assert_eq!(summary.rows, b.lines_per_epoch());
         let ratio = bytes.len() as f64 / line_bytes as f64;
         assert!(ratio < 1.5, "{ipc_type:?}: stream is {ratio:.2}x the line bytes");

@@ -67,7 +67,8 @@ fn batches_keep_the_map_alive_after_the_batcher_is_dropped() {
     let text = corpus();
     let f = file_with(&text);
     let rb = {
-        let b = Batcher::open(f.path(), Options { batch_size: 100, shuffle: Shuffle::None, index_cache: IndexCache::Off, ..Default::default() }).unwrap();
+        let b =
+            Batcher::open(f.path(), Options { batch_size: 100, shuffle: Shuffle::None, index_cache: IndexCache::Off, ..Default::default() }).unwrap();
         let batch = b.epoch(0).unwrap().batch(1).unwrap().to_record_batch().unwrap();
         drop(b);
         batch

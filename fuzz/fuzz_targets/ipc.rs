@@ -15,7 +15,7 @@ fuzz_target!(|case: common::Case| {
     let columns = b.default_columns();
     for ipc_type in [IpcLineType::Large, IpcLineType::View] {
         let mut bytes = Vec::new();
-        let summary = match write_ipc_stream(&b, 2, &columns, ipc_type, &mut bytes) {
+        let summary = match write_ipc_stream(&b, 2, mmap_batcher::Shard::WHOLE, &columns, ipc_type, &mut bytes) {
             Ok(s) => s,
             Err(mmap_batcher::Error::InvalidUtf8 { .. }) => return,
             Err(e) => panic!("{e}"),

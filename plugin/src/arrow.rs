@@ -8,7 +8,7 @@ use arrow::datatypes::SchemaRef;
 use mmap_batcher::Column;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyCapsule, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyTuple};
 use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader};
 
 use crate::error::{option_error, PyResult};
@@ -155,6 +155,34 @@ impl ArrowBatch {
         Ok(ArrowBatch { batch: mmap_batcher::to_large(&self.batch)?, epoch: self.epoch, number: self.number })
     }
 
+    /// The ``line`` column as two ``bytearray``s: every line's bytes end to end, and
+    /// ``num_rows + 1`` little-endian ``int64`` offsets into them (line ``i`` is
+    /// ``values[offsets[i]:offsets[i + 1]]``). The tensor form of ``mmap_batcher.torch``
+    /// wraps them without a Python loop; this is one copy of the line bytes.
+    fn line_buffers<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyByteArray>, Bound<'py, PyByteArray>)> {
+        let column = self.batch.column_by_name("line").ok_or_else(|| option_error("this batch has no line column"))?;
+        let lines = line_slices(column.as_ref())?;
+        let total: usize = lines.iter().map(|l| l.len()).sum();
+        let values = PyByteArray::new_with(py, total, |buf| {
+            let mut at = 0;
+            for l in &lines {
+                buf[at..at + l.len()].copy_from_slice(l);
+                at += l.len();
+            }
+            Ok(())
+        })?;
+        let offsets = PyByteArray::new_with(py, (lines.len() + 1) * 8, |buf| {
+            let mut end = 0i64;
+            buf[..8].copy_from_slice(&0i64.to_le_bytes());
+            for (i, l) in lines.iter().enumerate() {
+                end += l.len() as i64;
+                buf[(i + 1) * 8..(i + 2) * 8].copy_from_slice(&end.to_le_bytes());
+            }
+            Ok(())
+        })?;
+        Ok((values, offsets))
+    }
+
     /// Pickles a compact copy as an Arrow IPC stream: never the map.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
@@ -170,13 +198,7 @@ impl ArrowBatch {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "ArrowBatch(epoch={}, batch={}, num_rows={}, columns={:?})",
-            self.epoch,
-            self.number,
-            self.batch.num_rows(),
-            self.column_names()
-        )
+        format!("ArrowBatch(epoch={}, batch={}, num_rows={}, columns={:?})", self.epoch, self.number, self.batch.num_rows(), self.column_names())
     }
 }
 
@@ -186,4 +208,23 @@ pub fn _arrow_batch_from_ipc(data: &[u8], epoch: u64, batch: u64) -> PyResult<Ar
     let mut reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(data), None)?;
     let rb = reader.next().ok_or_else(|| option_error("an empty pickled ArrowBatch"))??;
     Ok(ArrowBatch { batch: rb, epoch, number: batch })
+}
+
+/// The bytes of each row of a line column (any of the string and binary types; null rows
+/// are empty).
+fn line_slices(column: &dyn arrow::array::Array) -> PyResult<Vec<&[u8]>> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    fn rows<'a, T: AsRef<[u8]> + ?Sized + 'a>(values: impl Iterator<Item = Option<&'a T>>) -> Vec<&'a [u8]> {
+        values.map(|v| v.map_or(&[][..], |v| v.as_ref())).collect()
+    }
+    Ok(match column.data_type() {
+        DataType::Utf8View => rows(column.as_string_view().iter().map(|v| v.map(str::as_bytes))),
+        DataType::BinaryView => rows(column.as_binary_view().iter()),
+        DataType::Utf8 => rows(column.as_string::<i32>().iter().map(|v| v.map(str::as_bytes))),
+        DataType::LargeUtf8 => rows(column.as_string::<i64>().iter().map(|v| v.map(str::as_bytes))),
+        DataType::Binary => rows(column.as_binary::<i32>().iter()),
+        DataType::LargeBinary => rows(column.as_binary::<i64>().iter()),
+        other => return Err(option_error(format!("the line column has type {other}, not a string or binary type"))),
+    })
 }

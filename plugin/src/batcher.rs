@@ -72,10 +72,11 @@ struct ShardParts {
 ///         for batch in epoch.batches():  # list[bytes], lines with their "\n"
 ///             ...
 ///
-/// As a PyTorch/JAX dataset: ``for batch in mmb`` serves this shard's batches of the
-/// current epoch, then moves to the next epoch; ``set_epoch``, ``state_dict`` and
-/// ``load_state_dict`` follow the ``DistributedSampler`` and ``StatefulDataLoader``
-/// conventions; ``len(mmb)`` and ``mmb[k]`` give random access to the lines.
+/// ``for batch in mmb`` serves this shard's batches of the current epoch, then moves to
+/// the next epoch; ``set_epoch``, ``state_dict`` and ``load_state_dict`` follow the
+/// ``DistributedSampler`` and ``StatefulDataLoader`` conventions. For PyTorch, hand
+/// ``mmb.torch()`` (an ``IterableDataset``) to the ``DataLoader``, never the batcher itself;
+/// ``mmb.lines`` is the map-style view of the lines (``len``, ``[k]``).
 ///
 /// Args:
 ///     filename: a path (``str``, ``bytes``, ``os.PathLike``), a glob, or a sequence of
@@ -91,9 +92,8 @@ struct ShardParts {
 ///     keep_terminator: keep ``\n`` / ``\r\n`` in the Arrow ``line`` column.
 ///     binary: type the Arrow ``line`` column as binary (no UTF-8 promise).
 ///     worker_id, num_workers, rank, world_size: serve only this shard of each epoch,
-///         shard ``rank * num_workers + worker_id`` of ``world_size * num_workers``. In a
-///         ``DataLoader`` worker, ``num_workers=1`` is filled in from
-///         ``torch.utils.data.get_worker_info()``.
+///         shard ``rank * num_workers + worker_id`` of ``world_size * num_workers``.
+///         (``mmb.torch()`` splits it further over a ``DataLoader``'s workers.)
 ///     shuffle_block, shuffle_window: the block shuffle's block size (bytes) and window (blocks).
 ///     even_shards: every shard serves the same number of batches per epoch (DDP).
 ///     index_cache: keep the line index in an index file (beside the file, else in the
@@ -103,6 +103,10 @@ struct ShardParts {
 ///     output: what iterating the batcher yields: ``"bytes"`` (``list[bytes]``),
 ///         ``"arrow"`` (``ArrowBatch``) or ``"polars"`` (``polars.DataFrame``).
 ///     max_open_files: at most this many files of a many-file corpus are mapped at once.
+///     trust_files: serve zero-copy views into the map even of files another user can
+///         write (owned by someone else, or group/other-writable). Off by default: their
+///         lines are read into buffers of the batch's own and validated (a writer could
+///         change the mapped bytes without a trace). See the README's trust model.
 ///
 /// Raises:
 ///     MissingFileError (a ``FileNotFoundError``), DirectoryError, AccessError: the file
@@ -123,29 +127,14 @@ pub struct MmapBatcher {
 
 impl MmapBatcher {
     pub fn core(&self) -> PyResult<Batcher> {
-        self.core
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| option_error("the batcher is closed"))
+        self.core.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(|| option_error("the batcher is closed"))
     }
 
-    /// This process's shard: the constructor's, with a `DataLoader` worker's numbers when
-    /// `num_workers` was left at 1 and this runs in one.
-    fn shard(&self, py: Python<'_>) -> PyResult<Shard> {
+    /// This batcher's shard, as constructed (a `DataLoader` worker's share is the torch
+    /// adapter's business: `mmap_batcher.torch`).
+    fn shard(&self) -> PyResult<Shard> {
         let p = self.parts;
-        let (mut worker, mut workers) = (p.worker_id, p.num_workers);
-        if workers == 1 {
-            let modules = py.import(intern!(py, "sys"))?.getattr(intern!(py, "modules"))?;
-            if let Ok(data) = modules.get_item("torch.utils.data") {
-                let info = data.call_method0(intern!(py, "get_worker_info"))?;
-                if !info.is_none() {
-                    worker = int_arg("worker id", &info.getattr(intern!(py, "id"))?)?;
-                    workers = int_arg("num_workers", &info.getattr(intern!(py, "num_workers"))?)?;
-                }
-            }
-        }
-        Ok(Shard::of(p.rank, p.world_size, worker, workers)?)
+        Ok(Shard::of(p.rank, p.world_size, p.worker_id, p.num_workers)?)
     }
 
     fn with_parts(&self, parts: ShardParts, core: Batcher) -> MmapBatcher {
@@ -188,9 +177,11 @@ impl MmapBatcher {
         comment_char=Arg::Missing, seed=None, *, keep_terminator=false, binary=false, worker_id=Arg::Missing,
         num_workers=Arg::Missing, rank=Arg::Missing, world_size=Arg::Missing, shuffle_block=Arg::Missing,
         shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, io="auto",
-        output="bytes", max_open_files=Arg::Missing
+        output="bytes", max_open_files=Arg::Missing, trust_files=false
     ))]
-    #[pyo3(text_signature = "(filename, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=128)")]
+    #[pyo3(
+        text_signature = "(filename, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=128, trust_files=False)"
+    )]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, forwarded once to `Args`
     fn new<'py>(
         py: Python<'py>,
@@ -215,6 +206,7 @@ impl MmapBatcher {
         io: &str,
         output: &str,
         max_open_files: Arg<'py>,
+        trust_files: bool,
     ) -> PyResult<Self> {
         let args = Args {
             batch_size: batch_size.or(py, 100u64)?,
@@ -232,6 +224,7 @@ impl MmapBatcher {
             index_path,
             io: io.to_string(),
             max_open_files: max_open_files.or(py, 128u64)?,
+            trust_files,
             worker_id: worker_id.or(py, 0u64)?,
             num_workers: num_workers.or(py, 1u64)?,
             rank: rank.or(py, 0u64)?,
@@ -288,6 +281,12 @@ impl MmapBatcher {
         Ok(self.core()?.seed())
     }
 
+    /// What iterating the batcher yields: ``"bytes"``, ``"arrow"`` or ``"polars"``.
+    #[getter]
+    fn output(&self) -> &str {
+        &self.output_name
+    }
+
     /// Lines per batch.
     #[getter]
     fn batch_size(&self) -> usize {
@@ -326,8 +325,8 @@ impl MmapBatcher {
 
     /// ``(index, count)`` of this batcher's shard among ranks × workers.
     #[getter(shard)]
-    fn shard_py(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
-        let s = self.shard(py)?;
+    fn shard_py(&self) -> PyResult<(u64, u64)> {
+        let s = self.shard()?;
         Ok((s.index, s.count))
     }
 
@@ -365,21 +364,48 @@ impl MmapBatcher {
         lock(&self.cursor).epoch
     }
 
-    /// Number of kept lines (``mmb[k]`` for ``k`` below it).
+    /// Not a length: a batcher is not a map-style dataset. ``DataLoader(mmb)`` would take it
+    /// for one and sample single lines in file order, so this raises ``TypeError`` naming
+    /// ``mmb.torch()``; ``num_lines`` counts the lines and ``lines`` is the map-style view.
     fn __len__(&self) -> PyResult<usize> {
-        Ok(usize::try_from(self.core()?.num_lines()).unwrap_or(usize::MAX))
+        Err(pyo3::exceptions::PyTypeError::new_err(
+            "MmapBatcher has no len(): it is not a map-style dataset. For PyTorch use \
+             DataLoader(mmb.torch(), batch_size=None); for the number of lines, mmb.num_lines; \
+             for random access (Grain's MapDataset.source), mmb.lines",
+        )
+        .into())
     }
 
-    /// Line ``k`` of the corpus (kept lines, in file order), with its terminator.
-    fn __getitem__<'py>(&self, py: Python<'py>, k: i64) -> PyResult<Bound<'py, PyBytes>> {
-        let core = self.core()?;
-        let n = core.num_lines() as i64;
-        let i = if k < 0 { k + n } else { k };
-        if i < 0 || i >= n {
-            return Err(pyo3::exceptions::PyIndexError::new_err(format!("line {k} out of range for {n} lines")).into());
-        }
-        let bytes = py.detach(|| core.line_bytes(i as u64))?;
-        Ok(PyBytes::new(py, &bytes))
+    fn __bool__(&self) -> bool {
+        true
+    }
+
+    /// Deprecated spelling of ``mmb.lines[k]`` (kept for one release).
+    fn __getitem__<'py>(slf: &Bound<'py, Self>, k: i64) -> PyResult<Bound<'py, PyBytes>> {
+        let py = slf.py();
+        let warnings = py.import(intern!(py, "warnings"))?;
+        let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
+        warnings.call_method1(intern!(py, "warn"), ("mmb[k] is deprecated: use mmb.lines[k]", category, 2))?;
+        crate::lines::line_at(py, &slf.get().core()?, k)
+    }
+
+    /// The corpus's kept lines as a read-only sequence: ``len(mmb.lines)``, ``mmb.lines[k]``
+    /// (bytes, with the terminator), negative indices too. A map-style source for
+    /// ``grain.MapDataset.source(mmb.lines)``; it pickles as its batcher does.
+    #[getter]
+    fn lines(slf: &Bound<'_, Self>) -> crate::lines::Lines {
+        crate::lines::Lines::new(slf.clone().unbind())
+    }
+
+    /// A ``torch.utils.data.IterableDataset`` over this batcher (see ``mmap_batcher.torch``):
+    /// ``DataLoader(mmb.torch(), batch_size=None, num_workers=W)`` serves each epoch once
+    /// across workers and ranks, the next epoch at each pass, resumable with
+    /// ``StatefulDataLoader``. Keywords go to ``mmap_batcher.torch.TorchDataset``.
+    #[pyo3(signature = (**kwargs))]
+    fn torch<'py>(slf: &Bound<'py, Self>, kwargs: Option<&Bound<'py, pyo3::types::PyDict>>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let module = py.import(intern!(py, "mmap_batcher.torch"))?;
+        Ok(module.getattr(intern!(py, "TorchDataset"))?.call((slf,), kwargs)?)
     }
 
     /// The line with 1-based physical line number ``number`` in file ``file`` (as
@@ -400,7 +426,7 @@ impl MmapBatcher {
     /// of the seed).
     fn epoch(&self, py: Python<'_>, number: u64) -> PyResult<Epoch> {
         let core = self.core()?;
-        let shard = self.shard(py)?;
+        let shard = self.shard()?;
         let epoch = py.detach(|| core.epoch(number))?;
         Ok(Epoch::new(epoch, shard, Served::NONE, 0))
     }
@@ -411,18 +437,25 @@ impl MmapBatcher {
         (start..start.saturating_add(n)).map(|e| self.epoch(py, e)).collect()
     }
 
-    /// This batcher (same map, same seed) restricted to another shard. No re-indexing.
-    #[pyo3(signature = (worker_id=0, num_workers=1, rank=0, world_size=1))]
-    fn with_shard(&self, worker_id: u64, num_workers: u64, rank: u64, world_size: u64) -> PyResult<MmapBatcher> {
+    /// This batcher (same map, same seed) restricted to another shard, and optionally
+    /// yielding another ``output``. No re-indexing.
+    #[pyo3(signature = (worker_id=0, num_workers=1, rank=0, world_size=1, *, output=None))]
+    fn with_shard(&self, worker_id: u64, num_workers: u64, rank: u64, world_size: u64, output: Option<&str>) -> PyResult<MmapBatcher> {
         Shard::of(rank, world_size, worker_id, num_workers)?;
-        Ok(self.with_parts(ShardParts { rank, world_size, worker_id, num_workers }, self.core()?))
+        let core = self.core()?;
+        let mut shard = self.with_parts(ShardParts { rank, world_size, worker_id, num_workers }, core.clone());
+        if let Some(name) = output {
+            shard.output = Self::output_of(name, core.default_columns())?;
+            shard.output_name = name.to_string();
+        }
+        Ok(shard)
     }
 
     /// Serves this shard's batches of the current epoch (``epoch_number``), from where the
     /// last iteration or ``load_state_dict`` left it, then moves to the next epoch.
     fn __iter__(&self, py: Python<'_>) -> PyResult<BatchIter> {
         let core = self.core()?;
-        let shard = self.shard(py)?;
+        let shard = self.shard()?;
         let c = lock(&self.cursor).clone();
         let epoch = py.detach(|| core.epoch(c.epoch))?;
         let plan = epoch.shard_plan(shard, c.base.clone());
@@ -442,7 +475,7 @@ impl MmapBatcher {
     /// order, and the corpus's identity. See ``load_state_dict`` and ``combine_states``.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core()?;
-        let shard = self.shard(py)?;
+        let shard = self.shard()?;
         let c = lock(&self.cursor).clone();
         let state = py.detach(|| core.state(c.epoch, c.base, shard, c.done))?;
         Self::json(py, &state)
@@ -456,18 +489,21 @@ impl MmapBatcher {
     fn load_state_dict(&self, py: Python<'_>, state: Bound<'_, PyAny>) -> PyResult<()> {
         let core = self.core()?;
         let state: State = Self::from_json(py, &state)?;
-        let shard = self.shard(py)?;
+        let shard = self.shard()?;
         let (epoch, base, done) = py.detach(|| core.resume_point(&state, shard))?;
         *lock(&self.cursor) = Cursor { epoch, base, done };
         Ok(())
     }
 
     /// Combines the ``state_dict()`` of every shard of one layout, taken at one step, into
-    /// one state that any layout loads (elastic resume).
-    fn combine_states<'py>(&self, py: Python<'py>, states: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    /// one state that any layout loads (elastic resume). With ``lockstep=True``, ``states``
+    /// are one rank's (its workers', or its own): every rank is taken to have served the same
+    /// (DDP with ``even_shards``, where often only rank 0's checkpoint is kept).
+    #[pyo3(signature = (states, *, lockstep=false))]
+    fn combine_states<'py>(&self, py: Python<'py>, states: Vec<Bound<'py, PyAny>>, lockstep: bool) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core()?;
         let states: Vec<State> = states.iter().map(|s| Self::from_json(py, s)).collect::<PyResult<_>>()?;
-        let combined = core.combine_states(&states)?;
+        let combined = if lockstep { core.combine_lockstep_states(&states)? } else { core.combine_states(&states)? };
         Self::json(py, &combined)
     }
 
@@ -621,4 +657,3 @@ pub fn _restore_batcher(
         cursor: Arc::new(Mutex::new(Cursor { epoch: cursor.0, base, done: cursor.2 })),
     })
 }
-

@@ -45,7 +45,11 @@ impl Iterator for Reader {
     fn next(&mut self) -> Option<Self::Item> {
         let ready = self.stream.next()?;
         let rb = ready.and_then(|r| r.to_record_batch(&self.columns)).map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)));
-        Some(rb.and_then(|rb| self.line.apply(rb, false).map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(std::io::Error::other(PyErr::from(e).to_string()))))))
+        Some(rb.and_then(|rb| {
+            self.line
+                .apply(rb, false)
+                .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(std::io::Error::other(PyErr::from(e).to_string()))))
+        }))
     }
 }
 

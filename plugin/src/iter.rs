@@ -95,7 +95,7 @@ impl BatchIter {
                 Wait::Done => {
                     if let Some(c) = &self.cursor {
                         let mut c = lock(c);
-                        *c = Cursor { epoch: c.epoch + 1, base: Served::NONE, done: 0 };
+                        *c = Cursor { epoch: c.epoch.saturating_add(1), base: Served::NONE, done: 0 };
                     }
                     return Ok(None);
                 }

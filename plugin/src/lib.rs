@@ -16,6 +16,7 @@ mod datafusion;
 mod epoch;
 mod error;
 mod iter;
+mod lines;
 mod options;
 
 use pyo3::prelude::*;
@@ -34,6 +35,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<epoch::Epoch>()?;
     m.add_class::<arrow::ArrowBatch>()?;
     m.add_class::<iter::BatchIter>()?;
+    m.add_class::<lines::Lines>()?;
     m.add_class::<datafusion::Table>()?;
     m.add_function(wrap_pyfunction!(batcher::_restore_batcher, m)?)?;
     m.add_function(wrap_pyfunction!(arrow::_arrow_batch_from_ipc, m)?)?;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use mmap_batcher::{IndexCache, IoPolicy, LineType, Options, Shard, Shuffle};
 use pyo3::prelude::*;
-use pyo3::BoundObject;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
+use pyo3::BoundObject;
 
 use crate::error::{option_error, PyResult};
 
@@ -53,7 +53,9 @@ fn path_arg(v: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
         use std::os::unix::ffi::OsStrExt;
         return Ok(PathBuf::from(std::ffi::OsStr::from_bytes(b.as_bytes())));
     }
-    let p: PathBuf = v.extract().map_err(|_| option_error(format!("a path must be str, bytes or os.PathLike, got {}", v.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string()))))?;
+    let p: PathBuf = v.extract().map_err(|_| {
+        option_error(format!("a path must be str, bytes or os.PathLike, got {}", v.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
+    })?;
     if p.as_os_str().as_encoded_bytes().contains(&0) {
         return Err(option_error(format!("a path cannot contain a NUL byte: {p:?}")));
     }
@@ -130,6 +132,7 @@ pub struct Args<'py> {
     pub index_path: Option<Bound<'py, PyAny>>,
     pub io: String,
     pub max_open_files: Bound<'py, PyAny>,
+    pub trust_files: bool,
     pub worker_id: Bound<'py, PyAny>,
     pub num_workers: Bound<'py, PyAny>,
     pub rank: Bound<'py, PyAny>,
@@ -156,7 +159,9 @@ impl Args<'_> {
                 (None, false) => IndexCache::Off,
             },
             io: io(&self.io)?,
-            max_open_files: usize::try_from(int_arg("max_open_files", &self.max_open_files)?).map_err(|_| option_error("max_open_files is too large"))?,
+            max_open_files: usize::try_from(int_arg("max_open_files", &self.max_open_files)?)
+                .map_err(|_| option_error("max_open_files is too large"))?,
+            trust_files: self.trust_files,
         };
         options.validate()?;
         Ok(options)

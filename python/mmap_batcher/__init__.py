@@ -4,7 +4,8 @@ Each file is memory-mapped and indexed once (8 bytes per kept line, kept in an i
 that later opens map in microseconds); nothing else is loaded. Batches come as
 ``list[bytes]`` (the original ``MmapBatcher`` API) or as Arrow record batches whose line
 bytes stay in the map (zero-copy), ready for pyarrow, Polars, DuckDB and any Arrow
-PyCapsule consumer. See ``MmapBatcher``, ``scan_lines`` and ``mmap_batcher.ray``.
+PyCapsule consumer. See ``MmapBatcher``, ``scan_lines``, ``mmap_batcher.ray`` and, for
+PyTorch, ``MmapBatcher.torch()`` (``mmap_batcher.torch``, which imports torch).
 
 Every error is a ``MmapBatcherError``, and also the built-in exception a caller would
 catch for it (``MissingFileError`` is a ``FileNotFoundError``, ``OptionError`` a
@@ -24,6 +25,7 @@ from ._native import (
     FileChangedError,
     InvalidUtf8Error,
     LineTooLongError,
+    Lines,
     MissingFileError,
     MmapBatcher,
     MmapBatcherError,
@@ -49,6 +51,7 @@ __all__ = [
     "FileChangedError",
     "InvalidUtf8Error",
     "LineTooLongError",
+    "Lines",
     "MissingFileError",
     "MmapBatcher",
     "MmapBatcherError",

@@ -80,7 +80,7 @@ def test_seeded_runs_reproduce_and_epochs_reshuffle(write):
 def test_properties_and_context_manager(write):
     path = write(b"a\n\n#c\nb\nc\n")
     with MmapBatcher(path, batch_size=2, seed=1) as mmb:
-        assert len(mmb) == 3 and mmb.num_lines == 3 and mmb.physical_lines == 5
+        assert len(mmb.lines) == 3 and mmb.num_lines == 3 and mmb.physical_lines == 5
         assert mmb.num_batches == 1 and mmb.seed == 1
     assert mmb.closed
     with pytest.raises(ValueError, match="closed"):

@@ -198,17 +198,18 @@ def test_even_shards_for_ddp(corpus):
 
 def test_random_access(corpus):
     mmb = MmapBatcher(corpus, batch_size=10, index_cache=False)
-    assert len(mmb) == 997
-    assert mmb[0] == b"line 0\n" and mmb[-1] == b"line 996\n"
+    lines = mmb.lines
+    assert len(lines) == 997
+    assert lines[0] == b"line 0\n" and lines[-1] == b"line 996\n"
     assert mmb.line(998) is None  # the comment line is not served
     assert mmb.line(5) == b"line 4\n"
     with pytest.raises(IndexError):
-        mmb[997]
+        lines[997]
 
 
 def test_grain_map_dataset_over_the_batcher(corpus):
     grain = pytest.importorskip("grain")
     mmb = MmapBatcher(corpus, batch_size=10, index_cache=False)
-    ds = grain.MapDataset.source(mmb).shuffle(seed=1).map(lambda line: line.strip().upper())
+    ds = grain.MapDataset.source(mmb.lines).shuffle(seed=1).map(lambda line: line.strip().upper())
     got = [ds[i] for i in range(len(ds))]
-    assert sorted(got) == sorted(mmb[i].strip().upper() for i in range(len(mmb)))
+    assert sorted(got) == sorted(mmb.lines[i].strip().upper() for i in range(mmb.num_lines))

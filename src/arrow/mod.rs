@@ -61,9 +61,7 @@ impl Column {
 
     /// The column named `name`.
     pub fn from_name(name: &str) -> Option<Column> {
-        [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch, Column::File]
-            .into_iter()
-            .find(|c| c.name() == name)
+        [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch, Column::File].into_iter().find(|c| c.name() == name)
     }
 
     /// The column's Arrow field.

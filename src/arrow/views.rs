@@ -175,9 +175,7 @@ pub(crate) fn line_array(
             // `Utf8Checked` proves those bytes are UTF-8 in this version of each file.
             Arc::new(unsafe { StringViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
         }
-        (LineType::Utf8, None) => {
-            return Err(Error::InvalidOption { message: "a string line column needs the UTF-8 check".into() })
-        }
+        (LineType::Utf8, None) => return Err(Error::InvalidOption { message: "a string line column needs the UTF-8 check".into() }),
         (LineType::Binary, _) => {
             // SAFETY: as above for offsets, lengths, buffer indices and prefixes; binary
             // views make no promise about the bytes.

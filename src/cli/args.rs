@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::ValueEnum;
 use crate::{Batcher, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle};
+use clap::ValueEnum;
 
 use crate::cli::error::{notice, CliError, CliResult};
 
@@ -111,6 +111,9 @@ pub struct FileArgs {
     /// How reads are planned.
     #[arg(long, value_enum, default_value_t = Io::Auto)]
     pub io: Io,
+    /// Serve zero-copy views even of files another user can write (by default their lines are read and validated: a writer could change mapped bytes without a trace).
+    #[arg(long)]
+    pub trust_files: bool,
 }
 
 fn parse_shard(s: &str) -> Result<Shard, String> {
@@ -141,6 +144,7 @@ impl FileArgs {
                 Io::Cached => IoPolicy::Cached,
                 Io::Disk => IoPolicy::Disk,
             },
+            trust_files: self.trust_files,
             ..Options::default()
         })?;
         options.validate()?;

@@ -3,9 +3,9 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use clap::ValueEnum;
 use crate::state::State;
 use crate::{BatchStream, Served};
+use clap::ValueEnum;
 
 use crate::cli::args::{open, FileArgs};
 use crate::cli::error::{CliError, CliResult};
@@ -58,12 +58,14 @@ fn py_bytes_repr(bytes: &[u8], s: &mut String) {
     s.push(quote);
 }
 
+/// Writes `state` to `path` atomically: a fresh temporary file beside it (unpredictable
+/// name, `O_EXCL`: nothing planted there is followed), renamed into place.
 fn write_state(path: &Path, state: &State) -> CliResult {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
     let json = serde_json::to_vec(state).map_err(|e| CliError::Usage(format!("state: {e}")))?;
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".mmb-state.").suffix(".tmp").tempfile_in(dir)?;
+    std::io::Write::write_all(&mut tmp, &json)?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -76,6 +78,9 @@ pub fn run(a: Args) -> CliResult {
     let batcher = open(&a.inputs, options)?;
     if a.format == Format::Jsonl {
         batcher.validate_utf8().map_err(|e| CliError::Usage(format!("{e} (--format jsonl prints strings; use --format python)")))?;
+    }
+    if let Some(path) = &a.state_out {
+        crate::cli::output::refuse_input(path, &batcher)?;
     }
     let shard = a.files.shard();
     let (mut epoch, mut base, mut done) = match &a.resume {

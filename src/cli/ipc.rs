@@ -3,8 +3,8 @@
 use std::io::{BufWriter, IsTerminal};
 use std::path::PathBuf;
 
-use clap::ValueEnum;
 use crate::IpcLineType;
+use clap::ValueEnum;
 
 use crate::cli::args::{open, FileArgs};
 use crate::cli::error::{CliError, CliResult};
@@ -40,17 +40,19 @@ pub fn run(a: Args) -> CliResult {
         LineTypeArg::View => IpcLineType::View,
     };
     let columns = batcher.default_columns();
+    let shard = a.files.shard();
     match a.output.filter(|p| p.as_os_str() != "-") {
         None => {
             if std::io::stdout().is_terminal() {
                 return Err(CliError::Usage("refusing to write a binary Arrow IPC stream to a terminal: pass -o FILE or redirect".into()));
             }
             let out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            crate::write_ipc_stream(&batcher, epochs, &columns, ipc_type, out)?;
+            crate::write_ipc_stream(&batcher, epochs, shard, &columns, ipc_type, out)?;
         }
         Some(path) => {
+            crate::cli::output::refuse_input(&path, &batcher)?;
             let file = std::fs::File::create(&path).map_err(|e| crate::Error::Io { path: path.clone(), source: e })?;
-            crate::write_ipc_stream(&batcher, epochs, &columns, ipc_type, BufWriter::with_capacity(1 << 20, file))?;
+            crate::write_ipc_stream(&batcher, epochs, shard, &columns, ipc_type, BufWriter::with_capacity(1 << 20, file))?;
         }
     }
     Ok(())

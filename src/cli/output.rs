@@ -17,3 +17,21 @@ pub fn progress_bar(total: u64, what: &str, bytes: bool) -> Option<indicatif::Pr
     let style = indicatif::ProgressStyle::with_template(&template).ok()?;
     Some(indicatif::ProgressBar::new(total).with_style(style))
 }
+
+/// Refuses an output path that is one of the corpus's files (same device and inode): a
+/// typo like `ipc d.txt -o d.txt` must not truncate the input.
+pub fn refuse_input(path: &std::path::Path, batcher: &crate::Batcher) -> crate::cli::error::CliResult {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
+    for (f, input) in batcher.paths().enumerate() {
+        let id = batcher.identity(f);
+        if (meta.dev(), meta.ino()) == (id.dev, id.ino) {
+            return Err(crate::cli::error::CliError::Usage(format!(
+                "refusing to write {}: it is the input file {}",
+                path.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}

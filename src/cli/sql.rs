@@ -5,6 +5,7 @@
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
+use crate::LinesTable;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use clap::ValueEnum;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -12,7 +13,6 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use futures::StreamExt;
-use crate::LinesTable;
 
 use crate::cli::args::{open, FileArgs};
 use crate::cli::error::{CliError, CliResult};
@@ -58,6 +58,11 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let (query, inputs) = a.args.split_last().ok_or_else(|| CliError::Usage("a file and a query are needed".into()))?;
     let epochs = a.files.epochs;
+    if a.files.shard.is_some() || a.files.even_shards {
+        return Err(CliError::Usage(
+            "sql reads every batch of each epoch: --shard and --even-shards are for batches and ipc (filter on `batch` instead)".into(),
+        ));
+    }
     let batcher = open(inputs, a.files.options(true)?)?;
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(mib) = a.memory_limit_mib {
@@ -143,9 +148,8 @@ async fn write_table(mut stream: SendableRecordBatchStream, mut out: impl Write,
         }
         total += batch.num_rows();
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count()]).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> =
+        (0..header.len()).map(|c| rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count()]).max().unwrap_or(0)).collect();
     let rule: String = widths.iter().map(|w| format!("+{}", "-".repeat(w + 2))).collect::<String>() + "+";
     let line = |cells: &[String]| -> String {
         cells.iter().zip(&widths).map(|(c, w)| format!("| {c}{} ", " ".repeat(w - c.chars().count()))).collect::<String>() + "|"

@@ -152,9 +152,8 @@ impl LinesExec {
         let position = |c: Column| columns.iter().position(|&x| x == c);
         let eq = match (position(Column::Epoch), position(Column::Batch)) {
             (Some(e), Some(b)) => {
-                let sort = |name: &str, i: usize| {
-                    PhysicalSortExpr::new_default(Arc::new(datafusion::physical_expr::expressions::Column::new(name, i)))
-                };
+                let sort =
+                    |name: &str, i: usize| PhysicalSortExpr::new_default(Arc::new(datafusion::physical_expr::expressions::Column::new(name, i)));
                 EquivalenceProperties::new_with_orderings(schema.clone(), [[sort(Column::Epoch.name(), e), sort(Column::Batch.name(), b)]])
             }
             _ => EquivalenceProperties::new(schema.clone()),

@@ -222,15 +222,7 @@ impl LineIndex {
             (Some(h), _) => Some(h),
             (None, t) => t,
         };
-        let meta = IndexMeta {
-            layout,
-            head: head.half,
-            tail: tail.half,
-            long_ends,
-            utf8: Utf8Verdict::Valid,
-            rules,
-            file_len: bytes.len() as u64,
-        };
+        let meta = IndexMeta { layout, head: head.half, tail: tail.half, long_ends, utf8: Utf8Verdict::Valid, rules, file_len: bytes.len() as u64 };
         let mut index = LineIndex { records: Records::Anonymous(store), meta };
         if let Some(offset) = bad {
             let line_start = memchr::memrchr(b'\n', &bytes[..offset as usize]).map_or(0, |p| p + 1) as u64;
@@ -244,15 +236,7 @@ impl LineIndex {
 
 impl HalfResult {
     fn empty() -> Self {
-        HalfResult {
-            half: Half::default(),
-            too_long: None,
-            long_ends: Vec::new(),
-            leading_skips: 0,
-            first_kept: None,
-            last_end: 0,
-            bad_utf8: None,
-        }
+        HalfResult { half: Half::default(), too_long: None, long_ends: Vec::new(), leading_skips: 0, first_kept: None, last_end: 0, bad_utf8: None }
     }
 }
 
@@ -347,11 +331,7 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
             while start < bytes.len() {
                 scan.read_ahead(start);
                 let s = start + SEGMENT;
-                let end = if s >= bytes.len() {
-                    bytes.len()
-                } else {
-                    memchr::memchr(b'\n', &bytes[s..]).map_or(bytes.len(), |p| s + p + 1)
-                };
+                let end = if s >= bytes.len() { bytes.len() } else { memchr::memchr(b'\n', &bytes[s..]).map_or(bytes.len(), |p| s + p + 1) };
                 let first_written = scan.out.half.kept as usize;
                 let scanner = scan.common.scanner;
                 scan = scanner.forward(&bytes[start..end], start, scan);

@@ -161,6 +161,40 @@ impl LineIndex {
         LineIndex { records, meta }
     }
 
+    /// Checks what an index read from a file must satisfy for every span it gives to be a
+    /// line of the file that a view can hold: starts ascending and within the file (the
+    /// sentinel too), terminators of at most 2 bytes and within their line, lines at most
+    /// [`MAX_LINE_LEN`] bytes, listed line ends within their lines. One pass over the
+    /// records. (A line followed by skipped lines ends at its newline, found at use within
+    /// [`LONG_LINE`] bytes or listed; at most [`MAX_LINE_LEN`] bytes whatever the index says.)
+    pub(crate) fn check_structure(&self) -> Result<(), String> {
+        let (l, recs, m) = (self.meta.layout, self.records.as_slice(), &self.meta);
+        if recs.len() as u64 != m.head.kept + m.tail.kept + 1 {
+            return Err("record count disagrees with line counts".into());
+        }
+        let mut prev = 0u64;
+        for (k, pair) in recs.windows(2).enumerate() {
+            let (start, next) = (l.start(pair[0]), l.start(pair[1]));
+            let term = u64::from(l.terminator(pair[0]));
+            if start < prev || next < start || next > m.file_len || term > 2 {
+                return Err(format!("record {k} out of order or range"));
+            }
+            let len = next - start;
+            if !l.gap(pair[1]) && term > len {
+                return Err(format!("record {k}: terminator longer than its line"));
+            }
+            if len > MAX_LINE_LEN && !l.gap(pair[1]) {
+                return Err(format!("record {k}: a line longer than {MAX_LINE_LEN} bytes"));
+            }
+            prev = start;
+        }
+        let starts = |k: u64| l.start(recs[k as usize]);
+        if m.long_ends.iter().any(|&(k, end)| end < starts(k) || end > starts(k + 1) || end - starts(k) > MAX_LINE_LEN) {
+            return Err("a listed line end out of its line".into());
+        }
+        Ok(())
+    }
+
     /// Asks the kernel to read a mapped index into the page cache (before random access).
     pub(crate) fn will_need(&self) {
         self.records.will_need()
@@ -214,7 +248,9 @@ impl LineIndex {
             Some(p) => start + p as u64 + 1,
             None => match self.meta.long_ends.binary_search_by_key(&k, |&(id, _)| id) {
                 Ok(i) => self.meta.long_ends[i].1.clamp(start, next_start),
-                Err(_) => next_start,
+                // Only a corrupt index gets here (a line over `LONG_LINE` before skipped
+                // lines is always listed); a view still never exceeds the longest line.
+                Err(_) => next_start.min(start.saturating_add(MAX_LINE_LEN)),
             },
         };
         LineSpan { start, end, terminator: span.terminator.min((end - start) as u32) }
@@ -448,12 +484,9 @@ pub(crate) fn open_index(
             release: req.from_disk.then_some(&release),
         };
         LineIndex::build(source.bytes(), req.rules, req.max_line_len, hooks).map_err(|e| match e {
-            build::BuildError::TooLong { line_number, length } => crate::Error::LineTooLong {
-                path: path.to_path_buf(),
-                line_number,
-                length,
-                limit: req.max_line_len,
-            },
+            build::BuildError::TooLong { line_number, length } => {
+                crate::Error::LineTooLong { path: path.to_path_buf(), line_number, length, limit: req.max_line_len }
+            }
             build::BuildError::Memory(e) => crate::Error::from_io(path, e),
             build::BuildError::Interrupted => crate::Error::Interrupted { path: path.to_path_buf() },
         })
@@ -497,6 +530,7 @@ pub(crate) fn open_index(
         }
     }
     let index = build()?;
+    let data_mode = source.file().metadata().map_or(0o600, |m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
     let mut failures = Vec::new();
     for c in &candidates {
         if let Some(dir) = c.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -505,7 +539,7 @@ pub(crate) fn open_index(
                 continue;
             }
         }
-        let written = persist::write(c, &index, identity).map_err(|e| e.to_string());
+        let written = persist::write(c, &index, identity, data_mode).map_err(|e| e.to_string());
         match written.and_then(|()| persist::load(c, identity, req.rules).map_err(|e| format!("{e:?}"))) {
             Ok(mapped) => return Ok((mapped, IndexStatus::Written(c.clone()))),
             Err(why) => failures.push(format!("{}: {why}", c.display())),

@@ -25,7 +25,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::record::Layout;
@@ -36,7 +36,8 @@ use crate::options::KeepRules;
 use crate::source::{Cancel, Identity};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mmbindex");
-const VERSION: u64 = 1;
+/// 2: the body's checksum (xxh3-64) in header word 26.
+const VERSION: u64 = 2;
 const HEADER_LEN: usize = 4096;
 /// File name suffix of index files.
 pub const SUFFIX: &str = "mmbi";
@@ -58,6 +59,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The header's fields, in file order.
 struct Header {
+    /// xxh3-64 of everything after the header (records and side lists).
+    body_checksum: u64,
     records_count: u64,
     head_wraps: u64,
     tail_wraps: u64,
@@ -112,7 +115,7 @@ impl Header {
             utf8_line,
             utf8_offset,
             m.file_len,
-            0,
+            self.body_checksum,
             0,
             0,
             0,
@@ -145,10 +148,7 @@ impl Header {
         }
         let layout = Layout::from_parts(w(14) as u32, w(15) as u32).ok_or_else(|| invalid("bad record layout"))?;
         let comment = w(13);
-        let rules = KeepRules {
-            skip_blank_lines: w(12) == 1,
-            comment_char: (comment & 0x100 != 0).then_some((comment & 0xff) as u8),
-        };
+        let rules = KeepRules { skip_blank_lines: w(12) == 1, comment_char: (comment & 0x100 != 0).then_some((comment & 0xff) as u8) };
         let half = |at: usize| Half { kept: w(at), skipped: w(at + 1), physical: w(at + 2), wraps: Vec::new() };
         let (head, tail) = (half(16), half(19));
         let utf8 = match w(22) {
@@ -171,7 +171,7 @@ impl Header {
         if [w(3), w(4), w(5), w(6), meta.head.physical, meta.tail.physical].iter().any(|&c| c > bound) {
             return Err(invalid("counts larger than the data file allows"));
         }
-        Ok(Header { records_count: w(3), head_wraps: w(4), tail_wraps: w(5), long_ends: w(6), identity, meta })
+        Ok(Header { body_checksum: w(26), records_count: w(3), head_wraps: w(4), tail_wraps: w(5), long_ends: w(6), identity, meta })
     }
 }
 
@@ -203,7 +203,13 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// Maps the index at `path` if it is valid for `data` (with identity `identity`) under `rules`.
 pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result<LineIndex, Unusable> {
-    let file = match File::open(path) {
+    // Not followed if a symlink, and never blocking (a FIFO planted at the index path would
+    // otherwise hang the open); the type is checked on the open descriptor.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path);
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
         Err(e) => return Err(Unusable::Invalid(format!("cannot open: {e}"))),
@@ -230,6 +236,10 @@ pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result
         return Err(Unusable::Invalid(format!("{} bytes long, its header says {}", meta.len(), header.file_len())));
     }
     let map = crate::source::map_index(&file).map_err(|e| Unusable::Invalid(format!("cannot map: {e}")))?;
+    // A bit flipped on disk, or a body written over: caught here, before any record is used.
+    if twox_hash::XxHash3_64::oneshot(&map[HEADER_LEN..]) != header.body_checksum {
+        return Err(Unusable::Invalid("body checksum mismatch".into()));
+    }
     let words = |(at, count): (u64, u64)| -> Vec<u64> {
         let bytes = &map[at as usize..(at + 8 * count) as usize];
         bytes.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect()
@@ -249,14 +259,20 @@ pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result
         return Err(Unusable::Invalid("side lists out of order or range".into()));
     }
     let records = Records::Mapped { map, bytes: HEADER_LEN..HEADER_LEN + 8 * header.records_count as usize, path: path.to_path_buf() };
-    Ok(LineIndex::from_parts(records, meta))
+    let index = LineIndex::from_parts(records, meta);
+    index.check_structure().map_err(Unusable::Invalid)?;
+    Ok(index)
 }
 
 /// Writes `index` of the data file with `identity` to `path`: a temporary file in the
 /// same directory, renamed into place.
-pub(crate) fn write(path: &Path, index: &LineIndex, identity: &Identity) -> std::io::Result<()> {
+/// The index file gets the data file's permission bits for reading (`mode`, never wider
+/// than `0o644`): line offsets of a private file stay private.
+pub(crate) fn write(path: &Path, index: &LineIndex, identity: &Identity, mode: u32) -> std::io::Result<()> {
     let meta = index.meta().clone();
+    let body = body_bytes(index.raw_records(), &meta);
     let header = Header {
+        body_checksum: twox_hash::XxHash3_64::oneshot(&body),
         records_count: index.raw_records().len() as u64,
         head_wraps: meta.head.wraps.len() as u64,
         tail_wraps: meta.tail.wraps.len() as u64,
@@ -265,58 +281,99 @@ pub(crate) fn write(path: &Path, index: &LineIndex, identity: &Identity) -> std:
         meta,
     };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    refuse_to_replace(path, identity)?;
     let name = path.file_name().map_or_else(|| "index".into(), |n| n.to_string_lossy().into_owned());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
-    let result = (|| {
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&header.encode())?;
-        out.write_all(bytemuck::cast_slice(index.raw_records()))?;
-        let m = &header.meta;
-        for w in m.head.wraps.iter().chain(&m.tail.wraps).chain(m.long_ends.iter().flat_map(|(k, e)| [k, e])) {
-            out.write_all(&w.to_ne_bytes())?;
-        }
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        // On disk before it is renamed into place: after a power loss an index file is whole
-        // or absent, never a valid header over records that never reached the disk.
-        file.sync_data()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    // A fresh, unpredictable name created with O_EXCL: nothing planted in the directory is
+    // followed or overwritten. Renamed into place once whole.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode & 0o644))
+        .tempfile_in(dir)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+    out.write_all(&header.encode())?;
+    out.write_all(&body)?;
+    out.flush()?;
+    drop(out);
+    // On disk before it is renamed into place: after a power loss an index file is whole
+    // or absent, never a valid header over records that never reached the disk.
+    tmp.as_file().sync_data()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The body of an index file: the records, then the side lists.
+fn body_bytes(records: &[u64], m: &IndexMeta) -> Vec<u8> {
+    let side = m.head.wraps.iter().chain(&m.tail.wraps).chain(m.long_ends.iter().flat_map(|(k, e)| [k, e]));
+    let mut body: Vec<u8> = bytemuck::cast_slice(records).to_vec();
+    body.extend(side.flat_map(|w| w.to_ne_bytes()));
+    body
+}
+
+/// An index is written only where nothing is, or over an index file: never over the data
+/// file itself or any other file (`--index-path` given a data file's name by mistake).
+fn refuse_to_replace(path: &Path, data: &Identity) -> std::io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    let refuse = |why: &str| Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("{} {why}; not replaced", path.display())));
+    if (meta.dev(), meta.ino()) == (data.dev, data.ino) {
+        return refuse("is the data file itself");
     }
-    result
+    if !meta.is_file() {
+        return refuse("exists and is not a regular file");
+    }
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        return refuse("belongs to another user");
+    }
+    let mut magic = [0u8; 8];
+    let is_index =
+        File::open(path).and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut magic, 0)).is_ok() && u64::from_ne_bytes(magic) == MAGIC;
+    if !is_index {
+        return refuse("exists and is not an index file");
+    }
+    Ok(())
 }
 
 /// An exclusive `flock` on the data file, held while one process builds and writes its
 /// index: advisory, so it stops no reader or writer of the data, only other mmap-batcher
 /// processes building the same index. No lock file is left behind.
 pub(crate) struct BuildLock<'a> {
-    file: &'a File,
+    /// `None`: the lock could not be had (unsupported, or held too long by another).
+    file: Option<&'a File>,
 }
 
 impl<'a> BuildLock<'a> {
     /// Waits for the lock on `data`, asking `cancel` every 50 ms. `None` when cancelled.
     /// Where `flock` is unsupported (some network file systems) the lock is a no-op.
+    /// The wait is bounded ([`LOCK_WAIT`]): anyone who can read the data file can hold a
+    /// lock on it, so past that the build goes ahead unlocked (the rename makes a parallel
+    /// build harmless: every copy is identical).
     pub(crate) fn acquire(data: &'a File, cancel: &dyn Cancel) -> Option<Self> {
+        let start = std::time::Instant::now();
         loop {
             match rustix::fs::flock(data, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Some(BuildLock { file: data }),
+                Ok(()) => return Some(BuildLock { file: Some(data) }),
                 Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {
                     if cancel.cancelled() {
                         return None;
                     }
+                    if start.elapsed() >= LOCK_WAIT {
+                        return Some(BuildLock { file: None });
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Err(_) => return Some(BuildLock { file: data }),
+                Err(_) => return Some(BuildLock { file: None }),
             }
         }
     }
 }
 
+/// How long an open waits for another process's build lock on a data file.
+pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl Drop for BuildLock<'_> {
     fn drop(&mut self) {
-        let _ = rustix::fs::flock(self.file, rustix::fs::FlockOperation::Unlock);
+        if let Some(file) = self.file {
+            let _ = rustix::fs::flock(file, rustix::fs::FlockOperation::Unlock);
+        }
     }
 }

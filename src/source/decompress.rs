@@ -71,7 +71,9 @@ pub(super) fn decompress(path: &Path, file: &File, format: Format, cancel: &dyn 
         Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
         Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(|e| compressed(e.to_string()))?),
         Format::Unsupported(_, command) => {
-            return Err(compressed(format!("this format is not decoded; decompress it first (`{command}`) or pipe it in (`{command}c FILE | mmap-batcher … -`)")))
+            return Err(compressed(format!(
+                "this format is not decoded; decompress it first (`{command}`) or pipe it in (`{command}c FILE | mmap-batcher … -`)"
+            )))
         }
     };
     let mut out = private_temp_file().map_err(|e| Error::from_io(path, e))?;

@@ -6,8 +6,8 @@ mod decompress;
 #[allow(unsafe_code)]
 mod map;
 pub(crate) mod paths;
-mod prefetch;
 mod pread;
+mod prefetch;
 mod spool;
 
 use std::fs::File;
@@ -22,8 +22,8 @@ use memmap2::Mmap;
 use crate::error::{Error, Result};
 use crate::options::IoPolicy;
 
-pub(crate) use prefetch::{read_all_detached, Prefetcher};
 pub(crate) use pread::read_ranges;
+pub(crate) use prefetch::{read_all_detached, Prefetcher};
 
 /// Maps an index file read-only (see [`map`] for the safety argument).
 pub(crate) fn map_index(file: &File) -> std::io::Result<Mmap> {
@@ -300,6 +300,13 @@ impl SourceFile {
     pub(crate) fn release(&self, range: Range<usize>) {
         map::release(&self.map, range)
     }
+}
+
+/// True when someone other than this process's user may write the file (it belongs to
+/// another user, or group or others have write permission): then its bytes can change under
+/// a map without changing its size or times, and no view into the map may be trusted.
+pub(crate) fn others_can_write(meta: &std::fs::Metadata) -> bool {
+    meta.uid() != rustix::process::geteuid().as_raw() || meta.mode() & 0o022 != 0
 }
 
 /// An [`IoPolicy`] decided for one corpus and shuffle mode.

@@ -34,7 +34,7 @@ pub fn expand_inputs<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> Result<Vec<Path
         let mut matches: Vec<PathBuf> = glob::glob(&text)
             .map_err(|e| bad(format!("bad glob pattern {text:?}: {e}")))?
             .filter_map(std::result::Result::ok)
-            .filter(|p| !p.is_dir())
+            .filter(|p| !p.is_dir() && !is_ours(p))
             .collect();
         if matches.is_empty() {
             return Err(Error::NoInput { pattern: text.into_owned() });
@@ -47,6 +47,14 @@ pub fn expand_inputs<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> Result<Vec<Path
     }
     reject_duplicates(&files)?;
     Ok(files)
+}
+
+/// Our own index files and their temporary files, which a glob over a directory of data
+/// must not serve (nor index).
+fn is_ours(path: &std::path::Path) -> bool {
+    let suffix = crate::index::persist::SUFFIX;
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    name.ends_with(&format!(".{suffix}")) || (name.starts_with('.') && name.contains(&format!(".{suffix}.")) && name.ends_with(".tmp"))
 }
 
 fn reject_duplicates(files: &[PathBuf]) -> Result<()> {

@@ -1,0 +1,11 @@
+# examples/torch_training.py
+import torch
+from torch.utils.data import DataLoader
+from mmap_batcher import MmapBatcher
+
+mmb = MmapBatcher("corpus.txt", batch_size=256, seed=1)
+loader = DataLoader(mmb.torch(), batch_size=None, num_workers=2)  # an item is one batch: list[bytes]
+for epoch in range(2):  # each pass over the loader serves the next epoch: no set_epoch needed
+    for batch in loader:
+        lengths = torch.tensor([len(line) for line in batch])
+    print(epoch, len(batch), lengths.float().mean().item())
