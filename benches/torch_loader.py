@@ -1,6 +1,8 @@
 """A torch DataLoader over ``mmb.torch()`` beside iterating the batcher directly: one
 shuffled epoch of the 1 GB corpus (batch 1,024), warm page cache, each configuration in its
-own process; and the bytes each item costs to pickle across the worker boundary.
+own process (the time includes creating the loader and starting its workers), with
+``collate_fn=keep_batch`` and with the loader's default ``default_convert``; and the bytes
+each item costs to pickle across the worker boundary.
 
 Run (from the repository root, after `./scripts/test` made .venv with torch):
   .venv/bin/python benches/torch_loader.py                 # builds the release extension first
@@ -22,6 +24,8 @@ import json, pickle, sys, time
 from mmap_batcher import MmapBatcher
 corpus, how, workers, output = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 mmb = MmapBatcher(corpus, batch_size=1024, seed=1)
+if how != "direct":
+    import torch  # (seconds to import: not part of the epoch)
 t = time.perf_counter()
 lines = 0
 if how == "direct":
@@ -30,7 +34,11 @@ if how == "direct":
         lines += len(b)
 else:
     from torch.utils.data import DataLoader
-    loader = DataLoader(mmb.torch(output=output), batch_size=None, num_workers=workers, timeout=600)
+    from mmap_batcher.torch import keep_batch
+    extra = {"timeout": 600} if workers else {}
+    if how == "keep_batch":
+        extra["collate_fn"] = keep_batch
+    loader = DataLoader(mmb.torch(output=output), batch_size=None, num_workers=workers, **extra)
     for b in loader:
         lines += b.num_lines if output == "tensor" else len(b)
 seconds = time.perf_counter() - t
@@ -50,7 +58,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for output in ("bytes", "arrow", "tensor"):
         direct = None
-        for how, workers in (("direct", 0), ("DataLoader", 0), ("DataLoader", 2), ("DataLoader", 4)):
+        for how, workers in (("direct", 0), ("keep_batch", 0), ("keep_batch", 2), ("keep_batch", 4), ("default_convert", 0), ("default_convert", 2)):
             if how == "direct" and output == "tensor":
                 continue
             args = [sys.executable, "-c", RUN, str(corpus), how, str(workers), output]
@@ -62,7 +70,7 @@ def main() -> None:
             rate = r["lines"] / r["seconds"] / 1e6
             direct = direct or (r["seconds"] if how == "direct" else None)
             ratio = f"{direct / r['seconds']:.2f}×" if direct else "—"
-            label = "iterating the batcher" if how == "direct" else f"DataLoader, {workers} workers"
+            label = "iterating the batcher" if how == "direct" else f"DataLoader ({how}), {workers} workers"
             print(f"| {output} | {label} | {r['seconds']:.2f} | {rate:.2f} | {ratio} | {r['pickled']:,} |")
 
 
