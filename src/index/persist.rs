@@ -40,7 +40,7 @@ const MAGIC: u64 = u64::from_le_bytes(*b"mmbindex");
 const VERSION: u64 = 2;
 const HEADER_LEN: usize = 4096;
 /// File name suffix of index files.
-pub const SUFFIX: &str = "mmbi";
+pub const SUFFIX: &str = crate::source::paths::INDEX_SUFFIX;
 
 /// Why an index file was not used.
 #[derive(Debug)]

@@ -49,10 +49,13 @@ pub fn expand_inputs<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> Result<Vec<Path
     Ok(files)
 }
 
+/// The file name suffix of our index files (`index::persist` names them).
+pub(crate) const INDEX_SUFFIX: &str = "mmbi";
+
 /// Our own index files and their temporary files, which a glob over a directory of data
 /// must not serve (nor index).
 fn is_ours(path: &std::path::Path) -> bool {
-    let suffix = crate::index::persist::SUFFIX;
+    let suffix = INDEX_SUFFIX;
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     name.ends_with(&format!(".{suffix}")) || (name.starts_with('.') && name.contains(&format!(".{suffix}.")) && name.ends_with(".tmp"))
 }
