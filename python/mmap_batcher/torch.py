@@ -371,7 +371,12 @@ class TorchDataset(IterableDataset[Any]):
             # Into a worker: fix the rank here, where torch.distributed is initialised.
             state["_rank"] = self._process_shard()
         state["_start"], state["_served"] = None, 0
+        del state["_base"]  # the same map as `batcher`: made again from it, not reopened
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._base = self.batcher.with_shard(output=cast(_Native, "arrow" if self.output == "tensor" else self.output))
 
     def __repr__(self) -> str:
         return f"TorchDataset({self.batcher!r}, output={self.output!r}, next epoch {self.epoch_number})"

@@ -275,3 +275,15 @@ def test_ipc_serves_the_shard_asked_for_and_sql_refuses_one(tmp_path):
     assert sorted(x for t in parts for x in t.column("line").to_pylist()) == sorted(str(i) for i in range(100))
     out = run("sql", "--shard", "0/2", data, "SELECT count(*) FROM lines")
     assert out.returncode != 0 and b"--shard" in out.stderr
+
+
+def test_names_that_are_not_utf8_get_index_files_of_their_own(tmp_path):
+    base = os.fsencode(tmp_path)
+    a, b = base + b"/a\xff.txt", base + b"/a\xfe.txt"
+    with open(a, "wb") as f:
+        f.write(b"one\n")
+    with open(b, "wb") as f:
+        f.write(b"two\nthree\n")
+    ia, ib = MmapBatcher(a).index_paths[0], MmapBatcher(b).index_paths[0]
+    assert ia != ib
+    assert (MmapBatcher(a).num_lines, MmapBatcher(b).num_lines) == (1, 2)

@@ -181,7 +181,10 @@ pub(crate) fn locations(data: &Path, rules: KeepRules, explicit: Option<&Path>) 
         return vec![p.to_path_buf()];
     }
     let name = data.file_name().map_or_else(|| "stdin".into(), |n| n.to_string_lossy().into_owned());
-    let file_name = format!("{name}.{}.{SUFFIX}", rules.tag());
+    // The name's own bytes, not a lossy rendering: two names that are not UTF-8 must not
+    // share an index file.
+    let mut file_name = data.file_name().map_or_else(|| std::ffi::OsString::from("stdin"), |n| n.to_os_string());
+    file_name.push(format!(".{}.{SUFFIX}", rules.tag()));
     let beside = data.parent().map_or_else(|| PathBuf::from(&file_name), |d| d.join(&file_name));
     let mut out = vec![beside];
     if let Some(dir) = cache_dir() {

@@ -31,12 +31,18 @@ pub fn expand_inputs<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> Result<Vec<Path
             continue;
         }
         let bad = |message: String| Error::InvalidOption { message };
+        let mut unreadable = None;
         let mut matches: Vec<PathBuf> = glob::glob(&text)
             .map_err(|e| bad(format!("bad glob pattern {text:?}: {e}")))?
-            .filter_map(std::result::Result::ok)
+            .filter_map(|m| m.map_err(|e| unreadable.get_or_insert(e).path().to_path_buf()).ok())
             .filter(|p| !p.is_dir() && !is_ours(p))
             .collect();
         if matches.is_empty() {
+            // A directory the glob could not read is the reason, not an empty match.
+            if let Some(e) = unreadable {
+                let path = e.path().to_path_buf();
+                return Err(Error::from_io(&path, std::io::Error::from(e)));
+            }
             return Err(Error::NoInput { pattern: text.into_owned() });
         }
         matches.sort();
