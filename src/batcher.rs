@@ -568,17 +568,24 @@ impl Batch {
 
     /// Finds the batch's lines in their files, after checking that the files are unchanged.
     pub fn locate(&self) -> Result<Located> {
+        self.located(true)
+    }
+
+    /// The batch's lines found; with `prepare`, checked unchanged and their cache misses
+    /// overlapped for a caller about to read them (`record_batch` checks and touches on its
+    /// own). Lines of files others can write, or read at random from disk, are read into a
+    /// buffer of the batch's own either way, never viewed in the map.
+    fn located(&self, prepare: bool) -> Result<Located> {
         use crate::source::ResolvedIo;
         let io = self.batcher.corpus().io();
         let mut located = self.batcher.locate_with(&self.ids, io != ResolvedIo::DiskLines)?;
-        located.check_unchanged()?;
+        if prepare {
+            located.check_unchanged()?;
+        }
         match io {
-            // The caller is about to read the lines: overlap their cache misses first.
-            ResolvedIo::Cached => located.touch(true),
-            // Lines of files others can write (or read at random from disk): read into a
-            // buffer of the batch's own, never viewed in the map.
+            ResolvedIo::Cached if prepare => located.touch(true),
             ResolvedIo::DiskLines => located.read_into_memory()?,
-            ResolvedIo::DiskWindows | ResolvedIo::Sequential => {}
+            _ => {}
         }
         Ok(located)
     }
@@ -590,7 +597,7 @@ impl Batch {
 
     /// Only `columns`, in that order: a batch without [`Column::Line`] never reads the map.
     pub fn to_record_batch_with(&self, columns: &[Column]) -> Result<RecordBatch> {
-        let located = self.locate()?;
+        let located = self.located(false)?;
         located.record_batch(&self.batcher, self.epoch, self.number, columns)
     }
 

@@ -83,8 +83,8 @@ impl Corpus {
         // page sizes the epochs want (the kernel keeps cached pages at the size read).
         let metas: Vec<std::fs::Metadata> = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).collect();
         let total_bytes: u64 = metas.iter().map(|m| m.len()).sum();
-        let others_write = metas.iter().any(crate::source::others_can_write);
-        let io = if others_write && !options.trust_files {
+        let untrusted = if options.trust_files { 0 } else { metas.iter().filter(|m| crate::source::others_can_write(m)).count() };
+        let io = if untrusted > 0 {
             // Views into a map that someone else can change without a trace are unsound:
             // read every line into the batch's own buffer, validated there.
             ResolvedIo::DiskLines
@@ -152,10 +152,9 @@ impl Corpus {
         let mut first = vec![0u64];
         let mut all_cuts = vec![0u64];
         let mut notices = Vec::new();
-        if others_write && !options.trust_files {
-            let n = metas.iter().filter(|m| crate::source::others_can_write(m)).count();
+        if untrusted > 0 {
             notices.push(format!(
-                "{n} of the files can be written by another user: their lines are read into memory and \
+                "{untrusted} of the files can be written by another user: their lines are read into memory and \
                  validated, not served zero-copy from the map (trust_files=True / --trust-files to map them)"
             ));
         }
