@@ -327,8 +327,21 @@ fn open_file(
         max_line_len,
         progress,
         cancel,
-        force_rebuild: false,
         from_disk: io != ResolvedIo::Cached,
+        from_copy: false,
+    };
+    let copy = options.io == crate::IoPolicy::Copy || (!options.trust_files && source.others_can_write()?);
+    let req = if !copy {
+        req
+    } else if (source.bytes().len() as u64) <= crate::source::memory_budget() / 8 {
+        IndexRequest { from_copy: true, ..req }
+    } else {
+        notices.push(format!(
+            "{}: too large to index from a copy in memory: a truncation while it is \
+             indexed can end this process (SIGBUS)",
+            path.display()
+        ));
+        req
     };
     let (index, status) = open_index(&source, &req, notices)?;
     // The file may have changed while it was read: then the index describes no version of it.

@@ -71,20 +71,25 @@ pub enum IndexCache {
 }
 
 /// How reads of the file are planned. The file is always memory-mapped; this decides
-/// what the kernel is told about the coming reads.
+/// what the kernel is told about the coming reads, and whether lines are viewed in the map
+/// or read into buffers of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum IoPolicy {
-    /// `Cached` when every file fits in half the memory this process may use (the
-    /// smaller of RAM and its cgroup limit), `Disk` otherwise.
+    /// Cached if the files fit in half the memory this process may use (the smaller of
+    /// RAM and its cgroup limit), disk otherwise.
     #[default]
     Auto,
-    /// Expect the file in the page cache: map it with 2 MiB pages, no read-ahead calls.
+    /// Expect the files in the page cache: map them with 2 MiB pages, no read-ahead calls.
     Cached,
-    /// Expect page-cache misses: no read-around on faults, and the lines (global shuffle)
-    /// or windows (block shuffle) an epoch is about to serve are requested ahead, so the
-    /// disk sees many reads in flight instead of one fault at a time.
+    /// Expect page-cache misses: request the lines or windows an epoch is about to serve
+    /// ahead, so the disk sees many reads in flight instead of one fault at a time.
     Disk,
+    /// Copy every line into a buffer of its batch's own (`pread`), and index from a copy in
+    /// memory when it fits: no change to the files, not even a truncation, can fault a
+    /// reader (what files others can write get unless `trust_files`).
+    Copy,
 }
 
 /// Options of a [`Batcher`](crate::Batcher). `Options::default()` matches the original

@@ -183,6 +183,12 @@ impl ShardPlan {
         (i < self.len).then(|| self.served.select(self.shard.index + i * self.shard.count))
     }
 
+    /// The `(epoch, batch)` units this shard still serves of epoch `epoch` once `done` of
+    /// its batches are served: what a resumed reader streams.
+    pub fn units_after(self, epoch: u64, done: u64) -> impl Iterator<Item = (u64, u64)> + Send + 'static {
+        (done..self.len).filter_map(move |i| self.get(i)).map(move |b| (epoch, b))
+    }
+
     /// The batches, in order.
     pub fn batches(&self) -> impl Iterator<Item = u64> + '_ {
         (0..self.len).map(move |i| self.served.select(self.shard.index + i * self.shard.count))

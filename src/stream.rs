@@ -1,6 +1,6 @@
 //! Reading batches in order with the next ones prepared on a helper thread: the epoch
-//! order computed, the lines located in the index, and their reads started — touched into
-//! the CPU cache when the corpus is in the page cache, requested from the disk ahead of
+//! order computed, the lines located in the index, and their reads started — prefetched
+//! into the CPU cache when the corpus is in the page cache, requested from the disk ahead of
 //! time when it is not (every line of the next batches for the global shuffle, the next
 //! window's blocks for the block shuffle, whose finished windows are released).
 
@@ -62,6 +62,8 @@ pub struct BatchStream {
     rx: Option<Receiver<Result<Ready>>>,
     /// The helper thread, joined on drop so that no reads outlive the stream.
     helper: Option<std::thread::JoinHandle<()>>,
+    /// The consumer reads the lines: they are cut at their newlines on its side.
+    read_lines: bool,
 }
 
 impl BatchStream {
@@ -94,14 +96,20 @@ impl BatchStream {
                 }
             }
         });
-        BatchStream { rx: Some(rx), helper: Some(helper) }
+        BatchStream { rx: Some(rx), helper: Some(helper), read_lines }
     }
 
     /// Waits up to `timeout` for the next batch.
     pub fn wait(&mut self, timeout: Duration) -> Wait {
         let Some(rx) = &self.rx else { return Wait::Done };
         match rx.recv_timeout(timeout) {
-            Ok(ready) => Wait::Batch(Box::new(ready.and_then(|r| r.located.check_unchanged().map(|()| r)))),
+            Ok(ready) => Wait::Batch(Box::new(ready.and_then(|mut r| {
+                r.located.check_unchanged()?;
+                if self.read_lines {
+                    r.located.resolve_gaps()?;
+                }
+                Ok(r)
+            }))),
             Err(RecvTimeoutError::Timeout) => Wait::Pending,
             Err(RecvTimeoutError::Disconnected) => {
                 self.rx = None;
@@ -181,10 +189,10 @@ pub(crate) fn allowed_contains(ranges: &[Range<u64>], id: u64) -> bool {
 
 impl ReadAhead {
     fn prepare(&mut self, e: u64, b: u64) -> Result<Ready> {
-        if self.epoch.as_ref().is_none_or(|ep| ep.number() != e) {
-            self.epoch = Some(self.batcher.epoch(e)?);
-        }
-        let epoch = self.epoch.clone().ok_or_else(|| crate::Error::InvalidOption { message: "no epoch".into() })?;
+        let epoch = match &self.epoch {
+            Some(ep) if ep.number() == e => ep.clone(),
+            _ => self.epoch.insert(self.batcher.epoch(e)?).clone(),
+        };
         let mut batch = epoch
             .batch(b)
             .ok_or_else(|| crate::Error::InvalidOption { message: format!("batch {b} out of range for {} batches", epoch.num_batches()) })?;
@@ -196,17 +204,17 @@ impl ReadAhead {
             let w = order.window_of(b * size);
             self.request_windows(e, w, order)?;
         }
-        // Lines read with `pread` are cut at their newline once read, not found through the
-        // map (which would be a page fault, one at a time, for each); without the `line`
-        // column no end is needed at all.
-        let resolve_gaps = self.read_lines && self.io != ResolvedIo::DiskLines;
-        let mut located = self.batcher.locate_with(batch.line_ids(), resolve_gaps)?;
+        // Nothing here loads from a map: the files are checked unchanged on the consumer's
+        // side, before the first read (a load of a truncated file's page is `SIGBUS`). Lines
+        // followed by skipped lines are cut at their newline there too, or once read with
+        // `pread`; without the `line` column no end is needed at all.
+        let mut located = self.batcher.locate_with(batch.line_ids())?;
         match self.io {
             _ if !self.read_lines => {}
-            ResolvedIo::Cached => located.touch(true),
+            ResolvedIo::Cached => located.prefetch(),
             ResolvedIo::DiskLines => located.read_into_memory()?,
-            // (Touching here too, to take the window's page-cache misses on this thread,
-            // measured slower: 8.3 s against 7.1 s for the beyond-RAM block epoch.)
+            // (Touching the lines here, to take the window's page-cache misses on this
+            // thread, measured slower anyway: 8.3 s against 7.1 s, beyond-RAM block epoch.)
             ResolvedIo::DiskWindows | ResolvedIo::Sequential => {}
         }
         Ok(Ready { batch, located })

@@ -70,6 +70,8 @@ fuzz_target!(|c: Crafted| {
         let rb = match batch.to_record_batch() {
             Ok(rb) => rb,
             Err(mmap_batcher::Error::InvalidUtf8 { .. }) => return,
+            // A crafted body whose lines are not cut at the file's line boundaries.
+            Err(mmap_batcher::Error::CorruptIndex { .. }) if loaded => return,
             Err(e) => panic!("{e}"),
         };
         for col in rb.columns() {

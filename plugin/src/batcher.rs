@@ -13,7 +13,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::arrow::{ArrowBatch, LineOut};
 use crate::epoch::Epoch;
-use crate::error::{option_error, PyResult};
+use crate::error::{internal_json, option_error, state_json, PyResult};
 use crate::iter::{lock, BatchIter, Cursor, Output};
 use crate::options::{int_arg, Arg, Args};
 
@@ -99,7 +99,9 @@ struct ShardParts {
 ///     index_cache: keep the line index in an index file (beside the file, else in the
 ///         per-user cache directory) and reuse it; ``False`` indexes in memory every time.
 ///     index_path: read and write the line index at this path (one file only).
-///     io: ``"auto"``, ``"cached"`` (expect the page cache) or ``"disk"`` (request reads ahead).
+///     io: ``"auto"``, ``"cached"`` (expect the page cache), ``"disk"`` (request reads ahead) or
+///         ``"copy"`` (every line read into a buffer of its batch's own: no change to the file, not
+///         even a truncation, can fault the reader).
 ///     output: what iterating the batcher yields: ``"bytes"`` (``list[bytes]``),
 ///         ``"arrow"`` (``ArrowBatch``) or ``"polars"`` (``polars.DataFrame``).
 ///     max_open_files: at most this many files of a many-file corpus are mapped at once.
@@ -159,13 +161,13 @@ impl MmapBatcher {
     }
 
     fn json<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
-        let text = serde_json::to_string(value)?;
+        let text = serde_json::to_string(value).map_err(internal_json("a state"))?;
         Ok(py.import(intern!(py, "json"))?.call_method1(intern!(py, "loads"), (text,))?)
     }
 
     fn from_json<T: serde::de::DeserializeOwned>(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<T> {
         let text: String = py.import(intern!(py, "json"))?.call_method1(intern!(py, "dumps"), (value,))?.extract()?;
-        Ok(serde_json::from_str(&text)?)
+        serde_json::from_str(&text).map_err(state_json)
     }
 }
 
@@ -458,9 +460,7 @@ impl MmapBatcher {
         let shard = self.shard()?;
         let c = lock(&self.cursor).clone();
         let epoch = py.detach(|| core.epoch(c.epoch))?;
-        let plan = epoch.shard_plan(shard, c.base.clone());
-        let e = c.epoch;
-        let units = (c.done..plan.len()).filter_map(move |i| plan.get(i)).map(move |b| (e, b));
+        let units = epoch.shard_plan(shard, c.base.clone()).units_after(c.epoch, c.done);
         Ok(BatchIter::new(BatchStream::new(&core, units), self.output.clone(), Some(self.cursor.clone())))
     }
 
@@ -620,10 +620,10 @@ impl MmapBatcher {
         let me = slf.get();
         use std::os::unix::ffi::OsStrExt;
         let paths = PyList::new(py, me.inputs.iter().map(|p| PyBytes::new(py, p.as_os_str().as_bytes())))?;
-        let options = serde_json::to_string(&me.options)?;
+        let options = serde_json::to_string(&me.options).map_err(internal_json("pickling the options"))?;
         let p = me.parts;
         let c = lock(&me.cursor).clone();
-        let base = serde_json::to_string(&c.base)?;
+        let base = serde_json::to_string(&c.base).map_err(internal_json("pickling the position"))?;
         let restore = py.import(intern!(py, "mmap_batcher._native"))?.getattr(intern!(py, "_restore_batcher"))?;
         let args = (paths, options, (p.rank, p.world_size, p.worker_id, p.num_workers), (c.epoch, base, c.done), me.output_name.clone());
         Ok((restore, args.into_pyobject(py)?))
@@ -642,11 +642,11 @@ pub fn _restore_batcher(
 ) -> PyResult<MmapBatcher> {
     use std::os::unix::ffi::OsStrExt;
     let inputs: Vec<PathBuf> = paths.iter().map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))).collect();
-    let options: Options = serde_json::from_str(options)?;
+    let options: Options = serde_json::from_str(options).map_err(internal_json("unpickling the options"))?;
     let cancel = PyCancel::new();
     let core = py.detach(|| Batcher::open_with(&inputs, options.clone(), &|_| {}, &cancel))?;
     let output_value = MmapBatcher::output_of(output, core.default_columns())?;
-    let base: Served = serde_json::from_str(&cursor.1)?;
+    let base: Served = serde_json::from_str(&cursor.1).map_err(internal_json("unpickling the position"))?;
     Ok(MmapBatcher {
         core: RwLock::new(Some(core)),
         inputs,

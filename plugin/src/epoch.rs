@@ -24,9 +24,7 @@ impl Epoch {
     }
 
     fn stream(&self, read_lines: bool) -> BatchStream {
-        let plan = self.plan.clone();
-        let e = self.epoch.number();
-        let units = (self.done..plan.len()).filter_map(move |i| plan.get(i)).map(move |b| (e, b));
+        let units = self.plan.clone().units_after(self.epoch.number(), self.done);
         BatchStream::with_filter(self.epoch.batcher(), units, None, read_lines)
     }
 }

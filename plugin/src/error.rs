@@ -47,10 +47,15 @@ impl From<arrow::error::ArrowError> for PyError {
     }
 }
 
-impl From<serde_json::Error> for PyError {
-    fn from(e: serde_json::Error) -> Self {
-        Error::InvalidState { message: e.to_string() }.into()
-    }
+/// A JSON error by what was being read or written: a state handed in by the user is
+/// `StateMismatchError`; our own serialisation (states handed out, pickles) failing is a bug.
+pub fn state_json(e: serde_json::Error) -> PyError {
+    Error::InvalidState { message: e.to_string() }.into()
+}
+
+/// See [`state_json`].
+pub fn internal_json(what: &str) -> impl FnOnce(serde_json::Error) -> PyError + '_ {
+    move |e| Error::Internal { message: format!("{what}: {e}") }.into()
 }
 
 /// `(name, built-in base, doc)` of each exception class, the base class first.
@@ -125,23 +130,32 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// The errno values the built-in exceptions carry (Linux's numbering, as `errno` has it).
+mod errno {
+    pub const ENOENT: i32 = 2;
+    pub const EIO: i32 = 5;
+    pub const EACCES: i32 = 13;
+    pub const ENODEV: i32 = 19;
+    pub const EISDIR: i32 = 21;
+}
+
 /// The one mapping of a core error to the Python exception a user would catch for it.
 fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
     let message = e.to_string();
     let path = e.path().map(|p| p.display().to_string());
     let (name, errno): (&str, Option<i32>) = match &e {
-        Error::NotFound { .. } => ("MissingFileError", Some(2)),
-        Error::NoInput { .. } => ("NoInputError", Some(2)),
-        Error::IsADirectory { .. } => ("DirectoryError", Some(21)),
-        Error::PermissionDenied { .. } => ("AccessError", Some(13)),
-        Error::NotRegularFile { .. } => ("SpecialFileError", Some(19)),
-        Error::Io { source, .. } => ("ReadError", Some(source.raw_os_error().unwrap_or(5))),
+        Error::NotFound { .. } => ("MissingFileError", Some(errno::ENOENT)),
+        Error::NoInput { .. } => ("NoInputError", Some(errno::ENOENT)),
+        Error::IsADirectory { .. } => ("DirectoryError", Some(errno::EISDIR)),
+        Error::PermissionDenied { .. } => ("AccessError", Some(errno::EACCES)),
+        Error::NotRegularFile { .. } => ("SpecialFileError", Some(errno::ENODEV)),
+        Error::Io { source, .. } => ("ReadError", Some(source.raw_os_error().unwrap_or(errno::EIO))),
         Error::InvalidOption { .. } => ("OptionError", None),
         Error::DuplicateInput { .. } => ("DuplicateInputError", None),
         Error::LineTooLong { .. } => ("LineTooLongError", None),
         Error::InvalidUtf8 { .. } => ("InvalidUtf8Error", None),
         Error::FileChanged { .. } => ("FileChangedError", None),
-        Error::CorruptIndex { .. } => ("CorruptIndexError", Some(5)),
+        Error::CorruptIndex { .. } => ("CorruptIndexError", Some(errno::EIO)),
         Error::Compressed { .. } => ("CompressionError", None),
         Error::StateMismatch { .. } | Error::InvalidState { .. } => ("StateMismatchError", None),
         Error::Interrupted { .. } => return PyKeyboardInterrupt::new_err(message),

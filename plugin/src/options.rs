@@ -105,13 +105,14 @@ pub fn shuffle(v: &Bound<'_, PyAny>, block: u64, window: u64) -> PyResult<Shuffl
     }
 }
 
-/// `io`: `"auto"`, `"cached"` or `"disk"`.
+/// `io`: `"auto"`, `"cached"`, `"disk"` or `"copy"`.
 pub fn io(v: &str) -> PyResult<IoPolicy> {
     match v {
         "auto" => Ok(IoPolicy::Auto),
         "cached" => Ok(IoPolicy::Cached),
         "disk" => Ok(IoPolicy::Disk),
-        _ => Err(option_error(format!("io must be 'auto', 'cached' or 'disk', got {v:?}"))),
+        "copy" => Ok(IoPolicy::Copy),
+        _ => Err(option_error(format!("io must be 'auto', 'cached', 'disk' or 'copy', got {v:?}"))),
     }
 }
 

@@ -179,7 +179,7 @@ class MmapBatcher:
         even_shards: bool = False,
         index_cache: bool = True,
         index_path: _Path | None = None,
-        io: Literal["auto", "cached", "disk"] = "auto",
+        io: Literal["auto", "cached", "disk", "copy"] = "auto",
         output: Literal["bytes", "arrow", "polars"] = "bytes",
         max_open_files: int = 128,
         trust_files: bool = False,

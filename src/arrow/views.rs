@@ -107,6 +107,51 @@ impl Utf8Checked {
     }
 }
 
+/// How the cuts of a file's lines are checked before they are served as strings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cuts {
+    /// Binary views, or an index built by this process: nothing to check.
+    Trusted,
+    /// An index from a file, of a file that is UTF-8 throughout: each line must start and
+    /// end at a line boundary (then its bytes are UTF-8, `\n` being ASCII).
+    Boundaries,
+    /// An index from a file, of a file with invalid bytes in skipped lines: each line is
+    /// validated.
+    Validate,
+}
+
+impl Cuts {
+    fn of(file: &FileView<'_>, line_type: LineType) -> Self {
+        match line_type {
+            LineType::Binary => Cuts::Trusted,
+            _ if file.index.cuts_trusted() => Cuts::Trusted,
+            _ if file.index.meta().file_utf8 => Cuts::Boundaries,
+            _ => Cuts::Validate,
+        }
+    }
+
+    /// True when `line`, served from `span` of `bytes`, is a whole line (or UTF-8).
+    #[inline]
+    fn hold(self, bytes: &[u8], span: &LineSpan, line: &[u8]) -> bool {
+        match self {
+            Cuts::Trusted => true,
+            Cuts::Validate => simdutf8::basic::from_utf8(line).is_ok(),
+            Cuts::Boundaries => {
+                let (start, end) = (span.start as usize, span.end as usize);
+                let starts = start == 0 || bytes.get(start - 1) == Some(&b'\n');
+                let ends = end == bytes.len() || bytes.get(end.wrapping_sub(1)) == Some(&b'\n');
+                let terminator = match span.terminator {
+                    0 => true,
+                    1 => bytes.get(end.wrapping_sub(1)) == Some(&b'\n'),
+                    2 => bytes.get(end.wrapping_sub(2)..end) == Some(b"\r\n".as_slice()),
+                    _ => false,
+                };
+                starts && ends && terminator
+            }
+        }
+    }
+}
+
 /// The Arrow view of `line`, at `offset` in data buffer `buffer`. A line over 12 bytes gets
 /// its length, first 4 bytes, buffer and offset (the Arrow spec's layout, little-endian)
 /// built here, inline: arrow's `make_view` is `#[inline(never)]`, and its calls were 4–8%
@@ -141,15 +186,24 @@ pub(crate) fn line_array(
         path: file.source.path().to_path_buf(),
         reason: format!("line at offset {} does not fit its window", span.start),
     };
+    let miscut = |file: &FileView<'_>, span: &LineSpan| Error::CorruptIndex {
+        path: file.source.path().to_path_buf(),
+        reason: format!("line at offset {} is not cut at the file's line boundaries", span.start),
+    };
+    let cuts: Vec<Cuts> = files.iter().map(|f| Cuts::of(f, line_type)).collect();
     let mut views = Vec::with_capacity(spans.len());
     match (files, slots.is_empty()) {
         // One file in one window (files under 2 GiB): offsets are file offsets.
         ([file], true) if file.windows.buffers.len() == 1 => {
             let bytes = file.source.bytes();
             let window_len = file.windows.buffers[0].len();
+            let cuts = cuts[0];
             for span in spans {
                 let range = span.served_range(keep_terminator);
                 let line = bytes.get(range).filter(|l| span.start as usize + l.len() <= window_len).ok_or_else(|| corrupt(file, span))?;
+                if !cuts.hold(bytes, span, line) {
+                    return Err(miscut(file, span));
+                }
                 views.push(view(line, 0, span.start as u32));
             }
         }
@@ -162,6 +216,9 @@ pub(crate) fn line_array(
                 let (w, offset) = file.windows.locate(span.start);
                 let fits = file.windows.buffers.get(w).is_some_and(|b| offset + (range.end - range.start) as u64 <= b.len() as u64);
                 let line = maps[slot].get(range).filter(|_| fits).ok_or_else(|| corrupt(file, span))?;
+                if !cuts[slot].hold(maps[slot], span, line) {
+                    return Err(miscut(file, span));
+                }
                 views.push(view(line, bases[slot] + w as u32, offset as u32));
             }
         }
@@ -172,10 +229,13 @@ pub(crate) fn line_array(
             // SAFETY: every view was made by `view` from the bytes of the window it names,
             // with `offset + len` checked against that window's length above (so offsets,
             // lengths and buffer indices are in bounds and prefixes match); the
-            // `Utf8Checked` proves those bytes are UTF-8 in this version of each file.
+            // `Utf8Checked` proves that every served line is UTF-8 in this version of each
+            // file *as the index cuts it*, and `Cuts` that each line here is cut so: by
+            // this process's own build, at line boundaries of a file UTF-8 throughout
+            // (checked per line), or validated.
             Arc::new(unsafe { StringViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
         }
-        (LineType::Utf8, None) => return Err(Error::InvalidOption { message: "a string line column needs the UTF-8 check".into() }),
+        (LineType::Utf8, None) => return Err(Error::Internal { message: "a string line column without the UTF-8 check".into() }),
         (LineType::Binary, _) => {
             // SAFETY: as above for offsets, lengths, buffer indices and prefixes; binary
             // views make no promise about the bytes.

@@ -17,16 +17,6 @@ pub enum ShuffleMode {
     None,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Io {
-    /// Cached if the files fit in half the memory this process may use, disk otherwise.
-    Auto,
-    /// Expect the files in the page cache.
-    Cached,
-    /// Expect page-cache misses: request reads ahead.
-    Disk,
-}
-
 /// Which lines are kept and where their index lives: options of every command that opens
 /// files, from `count` to `sql`.
 #[derive(clap::Args)]
@@ -109,8 +99,8 @@ pub struct FileArgs {
     #[arg(long)]
     pub even_shards: bool,
     /// How reads are planned.
-    #[arg(long, value_enum, default_value_t = Io::Auto)]
-    pub io: Io,
+    #[arg(long, value_enum, default_value_t = IoPolicy::Auto)]
+    pub io: IoPolicy,
     /// Serve zero-copy views even of files another user can write (by default their lines are read and validated: a writer could change mapped bytes without a trace).
     #[arg(long)]
     pub trust_files: bool,
@@ -139,11 +129,7 @@ impl FileArgs {
             seed: self.seed,
             keep_terminator: self.keep_terminator,
             line_type: if self.binary { LineType::Binary } else { LineType::Utf8 },
-            io: match self.io {
-                Io::Auto => IoPolicy::Auto,
-                Io::Cached => IoPolicy::Cached,
-                Io::Disk => IoPolicy::Disk,
-            },
+            io: self.io,
             trust_files: self.trust_files,
             ..Options::default()
         })?;

@@ -61,7 +61,7 @@ fn py_bytes_repr(bytes: &[u8], s: &mut String) {
 /// Writes `state` to `path` atomically: a fresh temporary file beside it (unpredictable
 /// name, `O_EXCL`: nothing planted there is followed), renamed into place.
 fn write_state(path: &Path, state: &State) -> CliResult {
-    let json = serde_json::to_vec(state).map_err(|e| CliError::Usage(format!("state: {e}")))?;
+    let json = serde_json::to_vec(state).map_err(|e| CliError::State(format!("state: {e}")))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".mmb-state.").suffix(".tmp").tempfile_in(dir)?;
     std::io::Write::write_all(&mut tmp, &json)?;
@@ -77,7 +77,7 @@ pub fn run(a: Args) -> CliResult {
     let keep_terminator = options.keep_terminator;
     let batcher = open(&a.inputs, options)?;
     if a.format == Format::Jsonl {
-        batcher.validate_utf8().map_err(|e| CliError::Usage(format!("{e} (--format jsonl prints strings; use --format python)")))?;
+        batcher.validate_utf8().map_err(|e| CliError::NotText(format!("{e} (--format jsonl prints strings; use --format python)")))?;
     }
     if let Some(path) = &a.state_out {
         crate::cli::output::refuse_input(path, &batcher)?;
@@ -86,7 +86,7 @@ pub fn run(a: Args) -> CliResult {
     let (mut epoch, mut base, mut done) = match &a.resume {
         Some(path) => {
             let text = std::fs::read(path).map_err(|e| crate::Error::Io { path: path.clone(), source: e })?;
-            let state: State = serde_json::from_slice(&text).map_err(|e| CliError::Usage(format!("{}: not a resume state: {e}", path.display())))?;
+            let state: State = serde_json::from_slice(&text).map_err(|e| CliError::State(format!("{}: not a resume state: {e}", path.display())))?;
             batcher.resume_point(&state, shard)?
         }
         None => (0, Served::NONE, 0),
@@ -101,9 +101,7 @@ pub fn run(a: Args) -> CliResult {
     let mut since_save = 0;
     while epoch < a.files.epochs {
         let ep = batcher.epoch(epoch)?;
-        let plan = ep.shard_plan(shard, base.clone());
-        let e = epoch;
-        let units = (done..plan.len()).filter_map(move |i| plan.get(i)).map(move |b| (e, b));
+        let units = ep.shard_plan(shard, base.clone()).units_after(epoch, done);
         for ready in BatchStream::new(&batcher, units) {
             let ready = ready?;
             line.clear();
@@ -122,7 +120,7 @@ pub fn run(a: Args) -> CliResult {
                     let lines = ready
                         .located
                         .lines(keep_terminator)
-                        .map(|l| std::str::from_utf8(l).map_err(|e| CliError::Usage(format!("a line is not UTF-8: {e}"))))
+                        .map(|l| std::str::from_utf8(l).map_err(|e| CliError::NotText(format!("a line is not UTF-8: {e}"))))
                         .collect::<CliResult<Vec<&str>>>()?;
                     let obj = serde_json::json!({
                         "epoch": ready.batch.epoch(),

@@ -18,6 +18,12 @@ pub enum CliError {
     /// The arguments make no sense together.
     #[error("{0}")]
     Usage(String),
+    /// A resume state could not be read (`--resume`) or written (`--state-out`).
+    #[error("{0}")]
+    State(String),
+    /// The output format needs text, and a line is not UTF-8.
+    #[error("{0}")]
+    NotText(String),
     /// A query failed.
     #[cfg(feature = "datafusion")]
     #[error("{0}")]

@@ -129,6 +129,8 @@ struct HalfResult {
     last_end: u64,
     /// File offset of the first invalid UTF-8 byte of a served line (the lowest found).
     bad_utf8: Option<u64>,
+    /// A skipped line holds an invalid UTF-8 byte.
+    skipped_invalid: bool,
 }
 
 impl LineIndex {
@@ -222,7 +224,16 @@ impl LineIndex {
             (Some(h), _) => Some(h),
             (None, t) => t,
         };
-        let meta = IndexMeta { layout, head: head.half, tail: tail.half, long_ends, utf8: Utf8Verdict::Valid, rules, file_len: bytes.len() as u64 };
+        let meta = IndexMeta {
+            layout,
+            head: head.half,
+            tail: tail.half,
+            long_ends,
+            utf8: Utf8Verdict::Valid,
+            file_utf8: bad.is_none() && !head.skipped_invalid && !tail.skipped_invalid,
+            rules,
+            file_len: bytes.len() as u64,
+        };
         let mut index = LineIndex { records: Records::Anonymous(store), meta };
         if let Some(offset) = bad {
             let line_start = memchr::memrchr(b'\n', &bytes[..offset as usize]).map_or(0, |p| p + 1) as u64;
@@ -236,7 +247,16 @@ impl LineIndex {
 
 impl HalfResult {
     fn empty() -> Self {
-        HalfResult { half: Half::default(), too_long: None, long_ends: Vec::new(), leading_skips: 0, first_kept: None, last_end: 0, bad_utf8: None }
+        HalfResult {
+            half: Half::default(),
+            too_long: None,
+            long_ends: Vec::new(),
+            leading_skips: 0,
+            first_kept: None,
+            last_end: 0,
+            bad_utf8: None,
+            skipped_invalid: false,
+        }
     }
 }
 
@@ -397,7 +417,7 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
             &self.slots[first_written..self.out.half.kept as usize]
         };
         let base = self.base;
-        let found = invalid_bytes(&self.bytes[range.clone()], range.start, |line_start| {
+        let found = invalid_bytes(&self.bytes[range.clone()], range.start, &mut self.out.skipped_invalid, |line_start| {
             let start = base + line_start as u64;
             written.binary_search_by_key(&start, |&r| layout.start(r)).is_ok()
         });

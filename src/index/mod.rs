@@ -57,11 +57,6 @@ impl LineSpan {
     pub fn len(&self) -> u64 {
         self.end - self.start
     }
-
-    /// True for an empty span (never for a line the index serves).
-    pub fn is_empty(&self) -> bool {
-        self.end == self.start
-    }
 }
 
 /// Skipped-line counts of one half of the file.
@@ -96,6 +91,10 @@ pub(crate) struct IndexMeta {
     /// lines, ascending.
     pub long_ends: Vec<(u64, u64)>,
     pub utf8: Utf8Verdict,
+    /// Every byte of the file is UTF-8, skipped lines too: then lines cut at line
+    /// boundaries are UTF-8 whatever the index says of where they are (see
+    /// [`LineIndex::cuts_trusted`]).
+    pub file_utf8: bool,
     pub rules: KeepRules,
     pub file_len: u64,
 }
@@ -113,19 +112,9 @@ impl LineIndex {
         self.meta.head.kept + self.meta.tail.kept
     }
 
-    /// True when no line is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Number of physical lines in the file, kept or not.
     pub fn physical_lines(&self) -> u64 {
         self.meta.head.physical + self.meta.tail.physical
-    }
-
-    /// The rules the index was built under.
-    pub fn rules(&self) -> KeepRules {
-        self.meta.rules
     }
 
     /// Whether every served line is UTF-8.
@@ -134,19 +123,17 @@ impl LineIndex {
     }
 
     /// Bytes of the records (sentinel included) and of the side lists.
-    pub fn size_bytes(&self) -> u64 {
+    #[cfg(test)]
+    fn size_bytes(&self) -> u64 {
         let side = (self.meta.head.wraps.len() + self.meta.tail.wraps.len() + 2 * self.meta.long_ends.len()) as u64 * 8;
         self.records.as_slice().len() as u64 * 8 + side
     }
 
-    /// Anonymous memory the index takes in this process (0 when mapped from an index file).
-    pub fn anonymous_bytes(&self) -> u64 {
-        self.records.anonymous_bytes() as u64
-    }
-
-    /// True when the records are mapped from an index file (shared through the page cache).
-    pub fn is_mapped(&self) -> bool {
-        matches!(self.records, Records::Mapped { .. })
+    /// True when this process built the index: its lines are cut where the file's line
+    /// boundaries are. An index mapped from a file may have been written by anyone who
+    /// can write it as this user: its cuts are checked as each line is served as a string.
+    pub(crate) fn cuts_trusted(&self) -> bool {
+        !matches!(self.records, Records::Mapped { .. })
     }
 
     pub(crate) fn meta(&self) -> &IndexMeta {
@@ -240,20 +227,31 @@ impl LineIndex {
     }
 
     /// The span of line `k`, followed by skipped lines, from its span before the gap: it
-    /// ends at its first `\n`.
+    /// ends at its first `\n` in `bytes` (the file's, or a copy of its start).
     pub(crate) fn span_after_gap(&self, k: u64, span: LineSpan, bytes: &[u8]) -> LineSpan {
         let (start, next_start) = (span.start, span.end);
         let limit = next_start.min(start.saturating_add(LONG_LINE));
-        let end = match bytes.get(start as usize..limit as usize).and_then(|b| memchr::memchr(b'\n', b)) {
-            Some(p) => start + p as u64 + 1,
-            None => match self.meta.long_ends.binary_search_by_key(&k, |&(id, _)| id) {
-                Ok(i) => self.meta.long_ends[i].1.clamp(start, next_start),
-                // Only a corrupt index gets here (a line over `LONG_LINE` before skipped
-                // lines is always listed); a view still never exceeds the longest line.
-                Err(_) => next_start.min(start.saturating_add(MAX_LINE_LEN)),
-            },
+        match bytes.get(start as usize..limit as usize).and_then(|b| memchr::memchr(b'\n', b)) {
+            Some(p) => Self::cut(span, start + p as u64 + 1),
+            None => self.long_span_after_gap(k, span),
+        }
+    }
+
+    /// [`span_after_gap`](Self::span_after_gap) for a line with no `\n` in its first
+    /// `LONG_LINE` bytes: its end is listed in the index, no byte of the file is read.
+    pub(crate) fn long_span_after_gap(&self, k: u64, span: LineSpan) -> LineSpan {
+        let (start, next_start) = (span.start, span.end);
+        let end = match self.meta.long_ends.binary_search_by_key(&k, |&(id, _)| id) {
+            Ok(i) => self.meta.long_ends[i].1.clamp(start, next_start),
+            // Only a corrupt index gets here (a line over `LONG_LINE` before skipped
+            // lines is always listed); a view still never exceeds the longest line.
+            Err(_) => next_start.min(start.saturating_add(MAX_LINE_LEN)),
         };
-        LineSpan { start, end, terminator: span.terminator.min((end - start) as u32) }
+        Self::cut(span, end)
+    }
+
+    fn cut(span: LineSpan, end: u64) -> LineSpan {
+        LineSpan { start: span.start, end, terminator: span.terminator.min((end - span.start) as u32) }
     }
 
     /// The 1-based physical line number of kept line `k`.
@@ -460,10 +458,11 @@ pub(crate) struct IndexRequest<'a> {
     pub max_line_len: u64,
     pub progress: &'a (dyn Fn(u64) + Sync),
     pub cancel: &'a dyn crate::source::Cancel,
-    /// Rebuild even over a valid index file (`mmap-batcher index --force`).
-    pub force_rebuild: bool,
     /// The file comes from disk: request the build's reads ahead.
     pub from_disk: bool,
+    /// Build from a copy read into memory, not through the map: for a file others can
+    /// write, whose truncation during the build would otherwise be `SIGBUS`.
+    pub from_copy: bool,
 }
 
 /// The index of `source`: a valid index file mapped, or one built (and written where the
@@ -483,7 +482,17 @@ pub(crate) fn open_index(
             read_ahead: req.from_disk.then_some(source.file()),
             release: req.from_disk.then_some(&release),
         };
-        LineIndex::build(source.bytes(), req.rules, req.max_line_len, hooks).map_err(|e| match e {
+        let copy;
+        let bytes = if req.from_copy {
+            let mut buf = vec![0u8; source.bytes().len()];
+            std::os::unix::fs::FileExt::read_exact_at(source.file(), &mut buf, 0).map_err(|e| source.read_error(e))?;
+            copy = buf;
+            &copy[..]
+        } else {
+            source.bytes()
+        };
+        let hooks = if req.from_copy { build::Hooks { read_ahead: None, release: None, ..hooks } } else { hooks };
+        LineIndex::build(bytes, req.rules, req.max_line_len, hooks).map_err(|e| match e {
             build::BuildError::TooLong { line_number, length } => {
                 crate::Error::LineTooLong { path: path.to_path_buf(), line_number, length, limit: req.max_line_len }
             }
@@ -507,26 +516,22 @@ pub(crate) fn open_index(
             None
         }
     };
-    if !req.force_rebuild {
-        let mut seen = Vec::new();
-        for c in &candidates {
-            if let Some(index) = try_load(c, &mut seen) {
-                return Ok((index, IndexStatus::Loaded(c.clone())));
-            }
+    let mut seen = Vec::new();
+    for c in &candidates {
+        if let Some(index) = try_load(c, &mut seen) {
+            return Ok((index, IndexStatus::Loaded(c.clone())));
         }
-        // Only the first candidate's complaint matters: later ones are fallbacks.
-        notices.extend(seen.into_iter().take(1));
     }
+    // Only the first candidate's complaint matters: later ones are fallbacks.
+    notices.extend(seen.into_iter().take(1));
     // Build under the data file's lock, so that processes opening the same new file at
     // once build it once; then check again: another process may have just written it.
     let Some(_lock) = persist::BuildLock::acquire(source.file(), req.cancel) else {
         return Err(crate::Error::Interrupted { path: path.to_path_buf() });
     };
-    if !req.force_rebuild {
-        for c in &candidates {
-            if let Ok(index) = persist::load(c, identity, req.rules) {
-                return Ok((index, IndexStatus::Loaded(c.clone())));
-            }
+    for c in &candidates {
+        if let Ok(index) = persist::load(c, identity, req.rules) {
+            return Ok((index, IndexStatus::Loaded(c.clone())));
         }
     }
     let index = build()?;

@@ -2,19 +2,21 @@
 //! all processes share one copy through the page cache and a reopen costs a `stat`, a
 //! 4 KiB read and two `mmap`s.
 //!
-//! # Format (version 1, native-endian `u64` words)
+//! # Format (version 3, native-endian `u64` words)
 //! - a 4,096-byte header: magic, version, the data file's [`Identity`], the keep rules,
 //!   the record layout, the halves' counts, the UTF-8 verdict, the sections' offsets and
-//!   counts, and an FNV-1a checksum of all of it;
+//!   counts, the body's xxh3-64 checksum (word 26), whether the whole file is UTF-8
+//!   (word 27), and an FNV-1a checksum of all of it;
 //! - the records (kept lines and the sentinel), at offset 4,096;
 //! - the head's and the tail's wrap lists, then the long-line ends (pairs).
 //!
 //! # Never trusted when stale, foreign or corrupt
 //! An index is used only if its header checksum holds, its length is exactly what the
-//! header implies, its identity and rules equal the data file's and the options', and
-//! its owner is this user (or root) with no write access for others: records are not
-//! checksummed (reading them at every open would cost the open its speed), so a file
-//! anyone could write is not taken on trust. Anything else is rebuilt, with a notice.
+//! header implies, its identity and rules equal the data file's and the options', its
+//! owner is this user (or root) with no write access for others, its body checksum holds
+//! and its records pass the structural checks (`LineIndex::check_structure`: offsets
+//! monotonic and inside the file, lines within the view window). Anything else is
+//! rebuilt, with a notice.
 //!
 //! # Concurrency
 //! The builder holds an exclusive `flock` on the data file while it builds and writes, so
@@ -36,8 +38,9 @@ use crate::options::KeepRules;
 use crate::source::{Cancel, Identity};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mmbindex");
-/// 2: the body's checksum (xxh3-64) in header word 26.
-const VERSION: u64 = 2;
+/// 2: the body's checksum (xxh3-64) in header word 26; 3: whether the whole file is
+/// UTF-8 in word 27.
+const VERSION: u64 = 3;
 const HEADER_LEN: usize = 4096;
 /// File name suffix of index files.
 pub const SUFFIX: &str = crate::source::paths::INDEX_SUFFIX;
@@ -116,7 +119,7 @@ impl Header {
             utf8_offset,
             m.file_len,
             self.body_checksum,
-            0,
+            u64::from(m.file_utf8),
             0,
             0,
             0,
@@ -161,7 +164,12 @@ impl Header {
             return Err(invalid("record count disagrees with line counts"));
         }
         let identity = Identity { dev: w(7), ino: w(8), size: w(9), mtime_ns: w(10) as i64, ctime_ns: w(11) as i64 };
-        let meta = IndexMeta { layout, head, tail, long_ends: Vec::new(), utf8, rules, file_len: w(25) };
+        let file_utf8 = match w(27) {
+            0 => false,
+            1 => true,
+            _ => return Err(invalid("bad UTF-8 verdict")),
+        };
+        let meta = IndexMeta { layout, head, tail, long_ends: Vec::new(), utf8, file_utf8, rules, file_len: w(25) };
         if meta.file_len != identity.size || 64 - meta.file_len.leading_zeros() > layout.start_bits() {
             return Err(invalid("layout does not fit the file size"));
         }
@@ -286,6 +294,7 @@ pub(crate) fn write(path: &Path, index: &LineIndex, identity: &Identity, mode: u
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     refuse_to_replace(path, identity)?;
     let name = path.file_name().map_or_else(|| "index".into(), |n| n.to_string_lossy().into_owned());
+    remove_stale_temporaries(dir);
     // A fresh, unpredictable name created with O_EXCL: nothing planted in the directory is
     // followed or overwritten. Renamed into place once whole.
     let tmp = tempfile::Builder::new()
@@ -303,6 +312,35 @@ pub(crate) fn write(path: &Path, index: &LineIndex, identity: &Identity, mode: u
     tmp.as_file().sync_data()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A temporary index file untouched this long belongs to a writer that died (one is
+/// written in seconds).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the temporary index files that writers killed before their rename left in
+/// `dir` (ours only: regular files of this user, named as [`write`] names them, untouched
+/// for [`STALE_AFTER`]); once per directory and process, since a directory may hold many.
+fn remove_stale_temporaries(dir: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.iter().any(|d| d == dir) {
+            return;
+        }
+        swept.push(dir.to_path_buf());
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let me = rustix::process::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_ours = name.to_str().is_some_and(crate::source::paths::is_index_temporary);
+        let Ok(meta) = entry.metadata() else { continue };
+        let stale = meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > STALE_AFTER);
+        if is_ours && meta.is_file() && meta.uid() == me && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The body of an index file: the records, then the side lists.

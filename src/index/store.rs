@@ -74,14 +74,6 @@ impl Records {
         }
     }
 
-    /// Bytes of anonymous memory the records take (0 when mapped from a file).
-    pub(crate) fn anonymous_bytes(&self) -> usize {
-        match self {
-            Records::Anonymous(store) => store.records().len() * 8,
-            Records::Mapped { .. } => 0,
-        }
-    }
-
     /// Reads a mapped index into the page cache, in the background, ahead of random reads.
     pub(crate) fn will_need(&self) {
         if let Records::Mapped { path, .. } = self {

@@ -24,7 +24,8 @@ pub enum Utf8Verdict {
 /// Validates `segment` (which starts at a line start, at file offset `base`), returning
 /// the file offsets of the first invalid byte of each line that has one, in order, until
 /// `is_served(line_start)` says one of them is served: that one is the last returned.
-pub(crate) fn invalid_bytes(segment: &[u8], base: usize, mut is_served: impl FnMut(usize) -> bool) -> Option<usize> {
+/// `skipped_invalid` is set when a skipped line holds an invalid byte.
+pub(crate) fn invalid_bytes(segment: &[u8], base: usize, skipped_invalid: &mut bool, mut is_served: impl FnMut(usize) -> bool) -> Option<usize> {
     let mut pos = 0;
     while pos < segment.len() {
         let err = match simdutf8::compat::from_utf8(&segment[pos..]) {
@@ -37,6 +38,7 @@ pub(crate) fn invalid_bytes(segment: &[u8], base: usize, mut is_served: impl FnM
             return Some(base + bad);
         }
         // The bad byte is in a skipped line: carry on from the next line.
+        *skipped_invalid = true;
         pos = match memchr::memchr(b'\n', &segment[bad..]) {
             Some(p) => bad + p + 1,
             None => segment.len(),
@@ -53,10 +55,14 @@ mod tests {
     fn skips_bad_bytes_in_skipped_lines() {
         let seg = b"ok\n# caf\xe9\nbad \xff here\n";
         // Lines start at 0, 3, 10; pretend line 3 is a skipped comment.
-        let got = invalid_bytes(seg, 100, |start| start != 103);
+        let mut skipped = false;
+        let got = invalid_bytes(seg, 100, &mut skipped, |start| start != 103);
         assert_eq!(got, Some(100 + 14));
-        assert_eq!(invalid_bytes(b"fine\n\xc3\xa9\n", 0, |_| true), None);
+        assert!(skipped);
+        let mut skipped = false;
+        assert_eq!(invalid_bytes(b"fine\n\xc3\xa9\n", 0, &mut skipped, |_| true), None);
         // A sequence cut by the segment's end is invalid within that segment.
-        assert_eq!(invalid_bytes(b"x\n\xc3", 0, |_| true), Some(2));
+        assert_eq!(invalid_bytes(b"x\n\xc3", 0, &mut skipped, |_| true), Some(2));
+        assert!(!skipped);
     }
 }

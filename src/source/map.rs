@@ -1,5 +1,6 @@
 //! The `unsafe` of memory-mapping: mapping a file read-only, lending windows of a map to
-//! Arrow, and dropping a map's page-table entries. Nothing else in the crate maps files.
+//! Arrow, dropping a map's page-table entries, and prefetching from it. Nothing else in
+//! the crate maps files.
 //!
 //! # Safety argument
 //!
@@ -20,7 +21,9 @@
 //! - A file *truncated* while mapped makes reads past its new end raise `SIGBUS`, as with
 //!   any mmap reader (ripgrep, LMDB, SQLite's mmap mode say the same). The per-batch check
 //!   turns the common case into an error before a read; a truncation racing a batch can
-//!   still kill the process. Input that must be immune is spooled (pipes are).
+//!   still kill the process. Input that must be immune is spooled (pipes are). The
+//!   read-ahead thread, which works on the next batch before its check, never loads from a
+//!   map: it only [`prefetch`]es.
 
 use std::fs::File;
 use std::ops::Range;
@@ -67,4 +70,22 @@ pub(crate) fn release(map: &Mmap, range: Range<usize>) {
     // pointing here) faults the same file bytes back in. It never discards data, which is
     // what makes the advice unsafe for private or anonymous mappings.
     let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+}
+
+/// Asks the CPU to bring the cache line holding `bytes[at]` into its caches, without a
+/// load: a prefetch never faults (a page not mapped, or past a truncated file's end, is
+/// simply not fetched), so it is safe on a map that may shrink. A no-op off x86-64.
+#[inline(always)]
+pub(crate) fn prefetch(bytes: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let at = at.min(bytes.len().saturating_sub(1));
+        // SAFETY: `PREFETCHT0` is a hint: it reads nothing architecturally and never raises
+        // a fault, whatever the address, and SSE is part of every x86-64 CPU; the pointer
+        // is inside `bytes` anyway (`at` clamped, `wrapping_add` for the empty slice).
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().wrapping_add(at).cast()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, at);
 }

@@ -22,6 +22,7 @@ use memmap2::Mmap;
 use crate::error::{Error, Result};
 use crate::options::IoPolicy;
 
+pub(crate) use map::prefetch;
 pub(crate) use pread::read_ranges;
 pub(crate) use prefetch::{read_all_detached, Prefetcher};
 
@@ -164,7 +165,7 @@ impl SourceFile {
                 random_reader: Default::default(),
             }),
             // A file system that cannot map (ENODEV): read it instead.
-            Err(e) if e.raw_os_error() == Some(19) => {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) => {
                 let file = spool::spool(path, &file, cancel)?;
                 Self::from_spool(path, file, cancel)
             }
@@ -213,6 +214,24 @@ impl SourceFile {
 
     /// A file handle for scattered reads: the same file, with the kernel's read-ahead off
     /// (a 100-byte line read at random should read its page, not 16 KiB or more around it).
+    /// The error of a failed read of this file: [`Error::FileChanged`] when it changed
+    /// since it was mapped (a short read of a truncated file), else the I/O error.
+    pub(crate) fn read_error(&self, e: std::io::Error) -> Error {
+        match self.check_unchanged() {
+            Err(changed) => changed,
+            Ok(()) => Error::from_io(&self.path, e),
+        }
+    }
+
+    /// See [`others_can_write`]; `false` for spooled input (our own file).
+    pub(crate) fn others_can_write(&self) -> Result<bool> {
+        if self.anonymous {
+            return Ok(false);
+        }
+        let meta = self.file.metadata().map_err(|e| Error::from_io(&self.path, e))?;
+        Ok(others_can_write(&meta))
+    }
+
     pub(crate) fn random_reader(&self) -> &File {
         let reader = self.random_reader.get_or_init(|| {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
@@ -327,6 +346,7 @@ impl ResolvedIo {
     /// Decides `policy` for `total_bytes` of input served in `shuffle` order.
     pub(crate) fn resolve(policy: IoPolicy, total_bytes: u64, shuffle: crate::options::Shuffle) -> Self {
         let disk = match policy {
+            IoPolicy::Copy => return ResolvedIo::DiskLines,
             IoPolicy::Cached => false,
             IoPolicy::Disk => true,
             IoPolicy::Auto => total_bytes > memory_budget() / 2,

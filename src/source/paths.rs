@@ -61,9 +61,13 @@ pub(crate) const INDEX_SUFFIX: &str = "mmbi";
 /// Our own index files and their temporary files, which a glob over a directory of data
 /// must not serve (nor index).
 fn is_ours(path: &std::path::Path) -> bool {
-    let suffix = INDEX_SUFFIX;
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    name.ends_with(&format!(".{suffix}")) || (name.starts_with('.') && name.contains(&format!(".{suffix}.")) && name.ends_with(".tmp"))
+    name.ends_with(&format!(".{INDEX_SUFFIX}")) || is_index_temporary(&name)
+}
+
+/// A temporary index file's name (`.NAME.mmbi.RANDOM.tmp`, see `index::persist::write`).
+pub(crate) fn is_index_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.contains(&format!(".{INDEX_SUFFIX}.")) && name.ends_with(".tmp")
 }
 
 fn reject_duplicates(files: &[PathBuf]) -> Result<()> {

@@ -1,0 +1,304 @@
+//! A batch's lines found in the index and read: views into the maps, or copies read
+//! with `pread`; which thread may read a map, and when (see [`Located::prefetch`]).
+
+use std::sync::Arc;
+
+use crate::corpus::OpenFile;
+use crate::error::Result;
+use crate::index::LineSpan;
+
+use super::Batcher;
+
+impl Batcher {
+    /// The lines `ids` found in the index, without reading the files: lines followed by
+    /// skipped lines keep the span up to the next kept line until
+    /// [`Located::resolve_gaps`] (or [`Located::read_into_memory`]) cuts them at their newline.
+    pub(crate) fn locate_with(&self, ids: &[u64]) -> Result<Located> {
+        let corpus = &self.inner.corpus;
+        let mut files: Vec<Arc<OpenFile>> = Vec::new();
+        let mut file_ids: Vec<usize> = Vec::new();
+        let mut slots: Vec<u32> = Vec::new();
+        let mut locals: Vec<u64> = Vec::with_capacity(ids.len());
+        if corpus.num_files() == 1 {
+            files.push(corpus.file(0)?);
+            locals.extend_from_slice(ids);
+        } else {
+            slots.reserve(ids.len());
+            // File -> slot in this batch: a table for up to 64 Ki files, a map beyond.
+            let mut table = (corpus.num_files() <= 1 << 16).then(|| vec![u32::MAX; corpus.num_files()]);
+            let mut map = std::collections::HashMap::new();
+            for &id in ids {
+                let (f, k) = corpus.locate(id);
+                let known = match &table {
+                    Some(t) => Some(t[f]).filter(|&s| s != u32::MAX),
+                    None => map.get(&f).copied(),
+                };
+                let slot = match known {
+                    Some(s) => s,
+                    None => {
+                        files.push(corpus.file(f)?);
+                        file_ids.push(f);
+                        let s = files.len() as u32 - 1;
+                        match &mut table {
+                            Some(t) => t[f] = s,
+                            None => {
+                                map.insert(f, s);
+                            }
+                        }
+                        s
+                    }
+                };
+                slots.push(slot);
+                locals.push(k);
+            }
+        }
+        // Gather first, in a loop of a few instructions a line: its cache misses overlap
+        // by the dozen, where a loop that also decodes lets only a few be in flight (the
+        // profile of the core bench showed that loop waiting).
+        let slot_of = |i: usize| slots.get(i).copied().unwrap_or(0) as usize;
+        let gathered: Vec<[u64; 2]> = if files.len() == 1 {
+            let records = files[0].index.raw_records();
+            locals.iter().map(|&k| [records[k as usize], records[k as usize + 1]]).collect()
+        } else {
+            let records: Vec<&[u64]> = files.iter().map(|f| f.index.raw_records()).collect();
+            locals
+                .iter()
+                .zip(&slots)
+                .map(|(&k, &slot)| {
+                    let records = records[slot as usize];
+                    [records[k as usize], records[k as usize + 1]]
+                })
+                .collect()
+        };
+        let mut spans = Vec::with_capacity(ids.len());
+        let mut gaps = Vec::new();
+        for (i, &[rec, next]) in gathered.iter().enumerate() {
+            let file = &files[slot_of(i)];
+            let (span, gap) = file.index.span_before_gap(rec, next, file.source.bytes());
+            if gap {
+                gaps.push(i);
+            }
+            spans.push(span);
+        }
+        let recs = gathered.into_iter().map(|[rec, _]| rec).collect();
+        Ok(Located { files, file_ids, slots, locals, recs, spans, gaps, owned: None })
+    }
+}
+
+/// A batch's lines found in their files: owned, so it can be made on one thread (the
+/// read-ahead of [`BatchStream`](crate::BatchStream)) and used on another.
+#[derive(Debug)]
+pub struct Located {
+    pub(super) files: Vec<Arc<OpenFile>>,
+    /// Corpus index of each of `files` (empty for a one-file corpus: file 0).
+    pub(super) file_ids: Vec<usize>,
+    /// Per line: its index into `files` (empty when there is one file).
+    pub(super) slots: Vec<u32>,
+    /// Per line: its id within its file.
+    pub(super) locals: Vec<u64>,
+    /// Per line: its index record.
+    pub(super) recs: Vec<u64>,
+    /// Per line: where it lies.
+    pub(super) spans: Vec<LineSpan>,
+    /// Lines whose span still runs to the next kept line (see [`Batcher::locate_with`]).
+    pub(super) gaps: Vec<usize>,
+    /// The lines read into memory (global shuffle from disk): the buffer, and each line's
+    /// span in it.
+    pub(super) owned: Option<(arrow::buffer::Buffer, Vec<LineSpan>)>,
+}
+
+impl Located {
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True for no lines.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    #[inline(always)]
+    pub(super) fn file(&self, i: usize) -> &OpenFile {
+        &self.files[self.slots.get(i).copied().unwrap_or(0) as usize]
+    }
+
+    /// Checks (one `fstat` per file) that the files are unchanged since they were indexed.
+    pub fn check_unchanged(&self) -> Result<()> {
+        self.files.iter().try_for_each(|f| f.source.check_unchanged())
+    }
+
+    /// Line `i`'s bytes and span in them: the file's map, or the buffer it was read into.
+    #[inline]
+    fn source_of(&self, i: usize) -> (&[u8], &LineSpan) {
+        match &self.owned {
+            Some((buffer, spans)) => (buffer.as_slice(), &spans[i]),
+            None => (self.file(i).source.bytes(), &self.spans[i]),
+        }
+    }
+
+    /// The one buffer every line is in, when there is one (a single file's map, or the
+    /// lines read into memory): the per-line loops below then skip the file lookup.
+    fn single_source(&self) -> Option<(&[u8], &[LineSpan])> {
+        match &self.owned {
+            Some((buffer, spans)) => Some((buffer.as_slice(), spans)),
+            None if self.files.len() == 1 => Some((self.files[0].source.bytes(), &self.spans)),
+            None => None,
+        }
+    }
+
+    /// The lines as they are in the file, terminator included: the original `list[bytes]`.
+    pub fn raw_lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let single = self.single_source();
+        (0..self.len()).map(move |i| match single {
+            Some((bytes, spans)) => &bytes[spans[i].range()],
+            None => {
+                let (bytes, s) = self.source_of(i);
+                &bytes[s.range()]
+            }
+        })
+    }
+
+    /// The lines as the `line` column serves them (terminator dropped unless `keep_terminator`).
+    pub fn lines(&self, keep_terminator: bool) -> impl Iterator<Item = &[u8]> + '_ {
+        let single = self.single_source();
+        (0..self.len()).map(move |i| match single {
+            Some((bytes, spans)) => &bytes[spans[i].served_range(keep_terminator)],
+            None => {
+                let (bytes, s) = self.source_of(i);
+                &bytes[s.served_range(keep_terminator)]
+            }
+        })
+    }
+
+    /// Reads the lines into a buffer of their own with many reads in flight (the global
+    /// shuffle from disk): every line is a random read, which the disk serves far faster
+    /// in parallel than as page faults one at a time.
+    pub(crate) fn read_into_memory(&mut self) -> Result<()> {
+        // A line not yet cut at its newline is read up to the bound of the search for it.
+        let limit = crate::index::record::LONG_LINE;
+        for &i in &self.gaps {
+            let s = &mut self.spans[i];
+            s.end = s.end.min(s.start + limit);
+        }
+        let mut buffer = Vec::new();
+        let mut spans = vec![LineSpan::default(); self.len()];
+        for (slot, file) in self.files.iter().enumerate() {
+            let lines: Vec<usize> = (0..self.len()).filter(|&i| self.slots.get(i).copied().unwrap_or(0) as usize == slot).collect();
+            let ranges: Vec<std::ops::Range<u64>> = lines.iter().map(|&i| self.spans[i].start..self.spans[i].end).collect();
+            let (bytes, offsets) = crate::source::read_ranges(file.source.random_reader(), &ranges).map_err(|e| file.source.read_error(e))?;
+            let base = buffer.len() as u64;
+            buffer.extend_from_slice(&bytes);
+            for (&i, &at) in lines.iter().zip(&offsets) {
+                let s = self.spans[i];
+                spans[i] = LineSpan { start: base + at as u64, end: base + at as u64 + s.len(), terminator: s.terminator };
+            }
+        }
+        for i in std::mem::take(&mut self.gaps) {
+            let got = &buffer[spans[i].range()];
+            match memchr::memchr(b'\n', got) {
+                Some(p) => {
+                    spans[i].end = spans[i].start + p as u64 + 1;
+                    self.spans[i].end = self.spans[i].start + p as u64 + 1;
+                }
+                None => {
+                    // A line longer than the search bound (rare): its end from the index,
+                    // its bytes read again whole.
+                    let file = self.file(i);
+                    let full = file.index.long_span_after_gap(self.locals[i], self.spans[i]);
+                    let mut bytes = vec![0u8; full.len() as usize];
+                    std::os::unix::fs::FileExt::read_exact_at(file.source.random_reader(), &mut bytes, full.start)
+                        .map_err(|e| file.source.read_error(e))?;
+                    let at = buffer.len() as u64;
+                    buffer.extend_from_slice(&bytes);
+                    spans[i] = LineSpan { start: at, end: at + full.len(), terminator: full.terminator };
+                    self.spans[i] = full;
+                }
+            }
+            spans[i].terminator = spans[i].terminator.min(spans[i].len() as u32);
+            self.spans[i].terminator = spans[i].terminator;
+        }
+        self.owned = Some((arrow::buffer::Buffer::from_vec(buffer), spans));
+        Ok(())
+    }
+
+    /// 1-based physical line numbers, in served order.
+    pub fn line_numbers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.locals.iter().zip(&self.recs).enumerate().map(move |(i, (&k, &rec))| self.file(i).index.line_number_of(k, rec))
+    }
+
+    /// Corpus index of the file of each line.
+    pub fn file_ids(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).map(move |i| self.slots.get(i).map_or(0, |&s| self.file_ids[s as usize]))
+    }
+
+    /// Byte offsets of the lines in their files.
+    pub fn byte_offsets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.spans.iter().map(|s| s.start)
+    }
+
+    /// Cuts the lines followed by skipped lines at their first newline, read in the map
+    /// after checking that their files are unchanged (the only reads of a map before a
+    /// batch is assembled: see [`touch`](Self::touch)).
+    pub(crate) fn resolve_gaps(&mut self) -> Result<()> {
+        if self.owned.is_some() || self.gaps.is_empty() {
+            return Ok(());
+        }
+        self.check_unchanged()?;
+        let gaps = std::mem::take(&mut self.gaps);
+        // Touch them all first, so their cache misses overlap, then search.
+        let touched = gaps.iter().fold(0u8, |acc, &i| acc ^ self.file(i).source.bytes().get(self.spans[i].start as usize).copied().unwrap_or(0));
+        std::hint::black_box(touched);
+        for i in gaps {
+            let file = self.file(i);
+            self.spans[i] = file.index.span_after_gap(self.locals[i], self.spans[i], file.source.bytes());
+        }
+        Ok(())
+    }
+
+    /// Asks the CPU to fetch each line's first and last byte (and the start of each line
+    /// still to be cut at its newline) into its cache, for the read-ahead thread: a
+    /// prefetch is a hint that loads nothing, so a file truncated meanwhile cannot fault
+    /// here (a load could: `SIGBUS`), and the consumer checks the file before reading.
+    pub(crate) fn prefetch(&self) {
+        if self.owned.is_some() {
+            return;
+        }
+        if self.files.len() == 1 {
+            let bytes = self.files[0].source.bytes();
+            for s in &self.spans {
+                crate::source::prefetch(bytes, s.start as usize);
+                crate::source::prefetch(bytes, (s.end as usize).saturating_sub(1));
+            }
+        } else {
+            for (s, &slot) in self.spans.iter().zip(&self.slots) {
+                let bytes = self.files[slot as usize].source.bytes();
+                crate::source::prefetch(bytes, s.start as usize);
+                crate::source::prefetch(bytes, (s.end as usize).saturating_sub(1));
+            }
+        }
+    }
+
+    /// Reads each line's first byte in one branch-free pass: the page-cache misses of a
+    /// shuffled batch overlap here, and the per-line loops that follow (whose length
+    /// branches would stall them one by one) read from cache. With `ends`, for callers
+    /// about to copy whole lines, each line's last byte is read too.
+    pub(crate) fn touch(&self, ends: bool) {
+        if self.owned.is_some() {
+            return;
+        }
+        let touch = |bytes: &[u8], s: &LineSpan| {
+            let first = bytes.get(s.start as usize).copied().unwrap_or(0);
+            let last = if ends { bytes.get((s.end as usize).wrapping_sub(1)).copied().unwrap_or(0) } else { 0 };
+            first ^ last
+        };
+        let touched = if self.files.len() == 1 {
+            let bytes = self.files[0].source.bytes();
+            self.spans.iter().fold(0u8, |acc, s| acc ^ touch(bytes, s))
+        } else {
+            let maps: Vec<&[u8]> = self.files.iter().map(|f| f.source.bytes()).collect();
+            self.spans.iter().zip(&self.slots).fold(0u8, |acc, (s, &slot)| acc ^ touch(maps[slot as usize], s))
+        };
+        std::hint::black_box(touched);
+    }
+}

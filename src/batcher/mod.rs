@@ -1,0 +1,282 @@
+//! The batcher: a corpus, its options and seed, served as epochs of batches. The facade
+//! lives here; [`epoch`] holds `Epoch` and `Batch`, [`located`] a batch's lines found and
+//! read (the I/O strategies), [`assemble`] their Arrow arrays, [`resume`] the states.
+
+mod assemble;
+mod epoch;
+mod located;
+mod resume;
+
+pub use epoch::{Batch, Epoch};
+pub use located::Located;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::StringArray;
+
+use crate::arrow::Column;
+use crate::corpus::Corpus;
+use crate::error::{Error, Result};
+use crate::index::{IndexStatus, Utf8Verdict, MAX_LINE_LEN};
+use crate::options::Options;
+use crate::order::EpochOrder;
+use crate::source::{Cancel, NeverCancel};
+use crate::state::CorpusIdentity;
+
+/// A corpus of one or more line files opened for batching. Cloning is cheap (an `Arc`),
+/// and every [`Epoch`] and [`Batch`] holds a clone, so they can outlive the value they
+/// came from.
+///
+/// ```
+/// # use std::io::Write;
+/// # let mut f = tempfile::NamedTempFile::new().unwrap();
+/// # write!(f, "one\ntwo two\n# a comment\n\nthree\nfour\nfive").unwrap();
+/// use mmap_batcher::{Batcher, IndexCache, Options};
+/// let b = Batcher::open(f.path(), Options { batch_size: 2, seed: Some(1), index_cache: IndexCache::Off, ..Default::default() })?;
+/// assert_eq!(b.num_lines(), 5);
+/// for epoch in b.epochs(2) {
+///     let epoch = epoch?;
+///     assert_eq!(epoch.num_batches(), 2); // 5 lines, batches of 2, leftover dropped
+///     for batch in epoch.batches() {
+///         let lines = batch.locate()?; // with their `\n`, as the original
+///         assert_eq!(lines.raw_lines().count(), 2);
+///     }
+/// }
+/// # Ok::<(), mmap_batcher::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    corpus: Corpus,
+    options: Options,
+    seed: u64,
+    /// The `file` column's dictionary: every path, once.
+    file_names: Arc<StringArray>,
+    /// Computed on the first resume state.
+    identity: std::sync::OnceLock<CorpusIdentity>,
+}
+
+/// A seed from the OS's randomness (std seeds `RandomState` from it).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
+impl Batcher {
+    /// Maps and indexes `path` (`-` is standard input).
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Self> {
+        Self::open_many(&[path.as_ref().to_path_buf()], options)
+    }
+
+    /// Maps and indexes the files `paths`, served as one corpus in that order.
+    pub fn open_many(paths: &[PathBuf], options: Options) -> Result<Self> {
+        Self::open_with(paths, options, &|_| {}, &NeverCancel)
+    }
+
+    /// Like [`open_many`](Self::open_many), calling `progress` with the number of bytes
+    /// indexed since the last call (from several threads; the files' size is the total)
+    /// and asking `cancel` now and then whether to stop.
+    pub fn open_with(paths: &[PathBuf], options: Options, progress: &(dyn Fn(u64) + Sync), cancel: &dyn Cancel) -> Result<Self> {
+        Self::open_with_limit(paths, options, MAX_LINE_LEN, progress, cancel)
+    }
+
+    pub(crate) fn open_with_limit(
+        paths: &[PathBuf],
+        options: Options,
+        max_line_len: u64,
+        progress: &(dyn Fn(u64) + Sync),
+        cancel: &dyn Cancel,
+    ) -> Result<Self> {
+        options.validate()?;
+        if paths.is_empty() {
+            return Err(Error::NoInput { pattern: "(empty list of inputs)".into() });
+        }
+        let corpus = Corpus::open(paths, &options, max_line_len, progress, cancel)?;
+        let seed = options.seed.unwrap_or_else(random_seed);
+        let file_names = Arc::new(StringArray::from_iter_values(corpus.paths().map(|p| p.to_string_lossy().into_owned())));
+        Ok(Batcher { inner: Arc::new(Inner { corpus, options, seed, file_names, identity: Default::default() }) })
+    }
+
+    /// The path of the first (often only) file.
+    pub fn path(&self) -> &Path {
+        self.inner.corpus.path(0)
+    }
+
+    /// The paths of the corpus's files, in line-id order.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.inner.corpus.paths()
+    }
+
+    /// Number of files.
+    pub fn num_files(&self) -> usize {
+        self.inner.corpus.num_files()
+    }
+
+    /// The options in force (with `seed` as given; see [`seed`](Self::seed) for the one used).
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// The shuffle seed in use: the one given, or the one picked at open time.
+    pub fn seed(&self) -> u64 {
+        self.inner.seed
+    }
+
+    /// Number of kept (served) lines of all files.
+    pub fn num_lines(&self) -> u64 {
+        self.inner.corpus.num_lines()
+    }
+
+    /// Number of physical lines, skipped ones included.
+    pub fn physical_lines(&self) -> u64 {
+        self.inner.corpus.physical_lines()
+    }
+
+    /// The line ids of file `f`.
+    pub fn file_lines(&self, f: usize) -> std::ops::Range<u64> {
+        self.inner.corpus.file_lines(f)
+    }
+
+    /// How the index of file `f` was obtained (and which index file it lives in).
+    pub fn index_status(&self, f: usize) -> &IndexStatus {
+        self.inner.corpus.index_status(f)
+    }
+
+    /// Whether every served line of file `f` is UTF-8 (known from its index).
+    pub fn utf8_verdict(&self, f: usize) -> Utf8Verdict {
+        self.inner.corpus.utf8(f)
+    }
+
+    /// The identity of file `f` when it was indexed.
+    pub fn identity(&self, f: usize) -> &crate::source::Identity {
+        self.inner.corpus.identity(f)
+    }
+
+    /// What the open had to say: stale index files rebuilt, indexes kept in memory only.
+    pub fn notices(&self) -> &[String] {
+        self.inner.corpus.notices()
+    }
+
+    /// True when reads are planned for a corpus larger than memory (see [`IoPolicy`](crate::IoPolicy)).
+    pub fn reads_from_disk(&self) -> bool {
+        self.inner.corpus.io() != crate::source::ResolvedIo::Cached
+    }
+
+    /// Where the block shuffle cuts the corpus (one block for the other modes).
+    pub fn block_layout(&self) -> &crate::order::BlockLayout {
+        self.inner.corpus.blocks()
+    }
+
+    /// Batches in every epoch: leftovers dropped or kept as the options say; never an empty batch.
+    pub fn num_batches(&self) -> u64 {
+        let (n, size) = (self.num_lines(), self.inner.options.batch_size as u64);
+        if self.inner.options.ignore_leftovers {
+            n / size
+        } else {
+            n.div_ceil(size)
+        }
+    }
+
+    /// Lines served in every epoch by all shards together: all kept lines, less the
+    /// dropped leftovers.
+    pub fn lines_per_epoch(&self) -> u64 {
+        self.num_lines().min(self.num_batches() * self.inner.options.batch_size as u64)
+    }
+
+    /// Lines in batch `b` of any epoch (0 past the end).
+    pub fn batch_len(&self, b: u64) -> u64 {
+        if b >= self.num_batches() {
+            return 0;
+        }
+        let size = self.inner.options.batch_size as u64;
+        size.min(self.num_lines() - b * size)
+    }
+
+    /// The default columns: the five of a single file, and `file` for several files.
+    pub fn default_columns(&self) -> Vec<Column> {
+        Column::defaults(self.num_files())
+    }
+
+    /// The address ranges of the files mapped now: every non-inline view points inside one.
+    pub fn map_address_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        (0..self.num_files()).filter_map(|f| self.inner.corpus.file(f).ok()).map(|f| f.source.address_range()).collect()
+    }
+
+    /// The bytes of line `id` (terminator included), copied.
+    pub fn line_bytes(&self, id: u64) -> Result<Vec<u8>> {
+        if id >= self.num_lines() {
+            return Err(Error::InvalidOption { message: format!("line {id} out of range for {} lines", self.num_lines()) });
+        }
+        let (f, k) = self.inner.corpus.locate(id);
+        let file = self.inner.corpus.file(f)?;
+        file.source.check_unchanged()?;
+        let span = file.span(k);
+        if self.inner.corpus.io() == crate::source::ResolvedIo::DiskLines {
+            // Read, not copied from the map (see `Options::trust_files`).
+            let range = span.start..span.end;
+            let (bytes, _) = crate::source::read_ranges(file.source.random_reader(), &[range]).map_err(|e| file.source.read_error(e))?;
+            return Ok(bytes);
+        }
+        Ok(file.source.bytes()[span.range()].to_vec())
+    }
+
+    /// The id of the kept line with physical line number `number` in file `f`, if that line is kept.
+    pub fn line_id(&self, f: usize, number: u64) -> Result<Option<u64>> {
+        let file = self.inner.corpus.file(f)?;
+        let k = file.index.first_at_or_after_line(number);
+        Ok((k < file.index.len() && file.index.line_number(k) == number).then(|| self.file_lines(f).start + k))
+    }
+
+    /// The kept line of file `f` whose bytes contain byte `offset`, if any.
+    pub fn line_id_at_offset(&self, f: usize, offset: u64) -> Result<Option<u64>> {
+        let file = self.inner.corpus.file(f)?;
+        Ok(file.index.line_containing(offset, file.source.bytes()).map(|k| self.file_lines(f).start + k))
+    }
+
+    /// `(file, 1-based line number, byte offset)` of line `id`.
+    pub fn line_position(&self, id: u64) -> Result<(usize, u64, u64)> {
+        let (f, k) = self.inner.corpus.locate(id);
+        let file = self.inner.corpus.file(f)?;
+        Ok((f, file.index.line_number(k), file.index.start(k)))
+    }
+
+    /// Epoch `epoch`, after checking that no file changed since it was indexed.
+    pub fn epoch(&self, epoch: u64) -> Result<Epoch> {
+        for f in 0..self.num_files() {
+            self.inner.corpus.file(f)?.source.check_path_unchanged()?;
+        }
+        let o = &self.inner.options;
+        let order = EpochOrder::new(self.inner.seed, epoch, o.shuffle, self.inner.corpus.blocks());
+        Ok(Epoch { batcher: self.clone(), number: epoch, order: Arc::new(order) })
+    }
+
+    /// Epochs `0..count`, each checked as in [`epoch`](Self::epoch).
+    pub fn epochs(&self, count: u64) -> impl Iterator<Item = Result<Epoch>> + '_ {
+        (0..count).map(move |e| self.epoch(e))
+    }
+
+    /// Checks that every served line is UTF-8 (known from the indexes): the error names
+    /// the first bad line.
+    pub fn validate_utf8(&self) -> Result<()> {
+        for f in 0..self.num_files() {
+            if let Utf8Verdict::Invalid { line_id, offset } = self.inner.corpus.utf8(f) {
+                let file = self.inner.corpus.file(f)?;
+                return Err(Error::InvalidUtf8 {
+                    path: self.inner.corpus.path(f).to_path_buf(),
+                    line_number: file.index.line_number(line_id),
+                    byte_offset: offset,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn corpus(&self) -> &Corpus {
+        &self.inner.corpus
+    }
+}
