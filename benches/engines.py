@@ -30,7 +30,7 @@ from mmap_batcher import MmapBatcher
 t = time.perf_counter()
 mmb = MmapBatcher(CORPUS, batch_size=8192, seed=1, ignore_leftovers=False)
 n = total = 0
-for ab in mmb.epoch(0).record_batches(["line"], line_type="large"):
+for ab in mmb.epoch(0).record_batches(["line"], layout="large"):
     line = pa.record_batch(ab).column(0)
     n += pc.sum(pc.match_substring(line, "abc")).as_py() or 0
     total += pc.sum(pc.utf8_length(line)).as_py() or 0

@@ -17,7 +17,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
-use mmap_batcher::{write_ipc_stream, Batcher, Column, IpcLineType, LinesTable, Options, Shuffle};
+use mmap_batcher::{write_ipc_stream, Batcher, LineLayout, LinesTable, Options, Shuffle};
 use support::{best_of, corpus, mib, warm};
 
 fn count(batches: &[arrow::array::RecordBatch]) -> i64 {
@@ -100,10 +100,10 @@ async fn main() {
 
     // IPC write against cat.
     let (t_cat, _) = best_of(3, || std::process::Command::new("sh").arg("-c").arg(format!("cat '{}' > /dev/null", path.display())).status().unwrap());
-    for ipc_type in [IpcLineType::Large, IpcLineType::View] {
+    for ipc_type in [LineLayout::Large, LineLayout::View] {
         let (t_ipc, written) = best_of(3, || {
             let mut sink = CountingSink(0);
-            write_ipc_stream(&shuffled, 1, mmap_batcher::Shard::WHOLE, &Column::ALL, ipc_type, &mut sink).unwrap();
+            write_ipc_stream(&shuffled, 1, mmap_batcher::Shard::WHOLE, &shuffled.default_columns(), ipc_type, &mut sink).unwrap();
             sink.0
         });
         let epoch = shuffled.epoch(0).unwrap();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::arrow::Windows;
 use crate::error::{Error, Result};
-use crate::index::{open_index, IndexRequest, IndexStatus, LineIndex, LineSpan, Utf8Verdict, MAX_LINE_LEN};
+use crate::index::{open_index, IndexRequest, IndexStatus, LineIndex, LineSpan, Utf8Verdict};
 use crate::options::{KeepRules, Options, Shuffle};
 use crate::order::BlockLayout;
 use crate::source::{Cancel, Identity, ResolvedIo, SourceFile};
@@ -71,13 +71,7 @@ pub(crate) struct Corpus {
 
 impl Corpus {
     /// Opens and indexes every file of `paths`, on all cores for many files.
-    pub(crate) fn open(
-        paths: &[PathBuf],
-        options: &Options,
-        max_line_len: u64,
-        progress: &(dyn Fn(u64) + Sync),
-        cancel: &dyn Cancel,
-    ) -> Result<Self> {
+    pub(crate) fn open(paths: &[PathBuf], options: &Options, progress: &(dyn Fn(u64) + Sync), cancel: &dyn Cancel) -> Result<Self> {
         let keep_open = paths.len() <= options.max_open_files;
         // Decided before any file is mapped: the index build's reads already come in the
         // page sizes the epochs want (the kernel keeps cached pages at the size read).
@@ -100,7 +94,7 @@ impl Corpus {
         // open must not hold a descriptor per file either).
         let open_one = |path: &Path| -> Result<Opened> {
             let mut notices = Vec::new();
-            let file = open_file(path, options, io, max_line_len, progress, cancel, &mut notices, None)?;
+            let file = open_file(path, options, io, progress, cancel, &mut notices, None)?;
             let cuts = block_bytes.map_or_else(Vec::new, |b| block_cuts(&file.index, file.source.bytes().len() as u64, b));
             let status = file.index_status.clone();
             let entry = Entry {
@@ -261,7 +255,7 @@ impl Corpus {
         let mut notices = Vec::new();
         let options = Options { index_cache: crate::options::IndexCache::Auto, ..Options::default() };
         let options = Options { skip_blank_lines: self.rules.skip_blank_lines, comment_char: self.rules.comment_char, ..options };
-        let file = open_file(&entry.path, &options, self.io, MAX_LINE_LEN, &|_| {}, &crate::source::NeverCancel, &mut notices, entry.status.path())?;
+        let file = open_file(&entry.path, &options, self.io, &|_| {}, &crate::source::NeverCancel, &mut notices, entry.status.path())?;
         if let Some(what) = entry.identity.difference(file.source.identity()) {
             return Err(Error::FileChanged { path: entry.path.clone(), what });
         }
@@ -302,12 +296,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Opens, indexes and checks one file. `index_path`: the index file to use (a re-open).
-#[allow(clippy::too_many_arguments)] // one private call site pair; a struct would only rename them
 fn open_file(
     path: &Path,
     options: &Options,
     io: ResolvedIo,
-    max_line_len: u64,
     progress: &(dyn Fn(u64) + Sync),
     cancel: &dyn Cancel,
     notices: &mut Vec<String>,
@@ -321,15 +313,7 @@ fn open_file(
         Some(p) => crate::options::IndexCache::Path(p.to_path_buf()),
         None => options.index_cache.clone(),
     };
-    let req = IndexRequest {
-        rules: options.keep_rules(),
-        cache: &cache,
-        max_line_len,
-        progress,
-        cancel,
-        from_disk: io != ResolvedIo::Cached,
-        from_copy: false,
-    };
+    let req = IndexRequest { rules: options.keep_rules(), cache: &cache, progress, cancel, from_disk: io != ResolvedIo::Cached, from_copy: false };
     let copy = options.io == crate::IoPolicy::Copy || (!options.trust_files && source.others_can_write()?);
     let req = if !copy {
         req

@@ -2,7 +2,7 @@
 //!
 //! A zero-copy batch written as it is would carry its whole map window (the whole file for
 //! a file under 2 GiB) once per batch, so every batch is converted before it is written,
-//! copying only the line bytes it references. The default line type is plain
+//! copying only the line bytes it references. The default layout is plain
 //! `LargeUtf8` / `LargeBinary`, which every Arrow reader (pyarrow, Polars, DuckDB, older
 //! Arrow versions) reads; `Utf8View` / `BinaryView` is the option for readers that want views.
 
@@ -11,21 +11,12 @@ use std::io::Write;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::StreamWriter;
 
-use crate::arrow::{compact, large_schema, schema, to_large, Column};
+use crate::arrow::{layout_schema, schema, with_layout, Column};
 use crate::batcher::Batcher;
 use crate::error::{Error, Result};
+use crate::options::LineLayout;
 use crate::plan::{Served, Shard, ShardPlan};
 use crate::stream::BatchStream;
-
-/// How the `line` column is typed in an IPC stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IpcLineType {
-    /// `LargeUtf8` (or `LargeBinary`): the widest compatibility, no 2 GiB cap per batch.
-    #[default]
-    Large,
-    /// `Utf8View` (or `BinaryView`), compacted: for readers with view support.
-    View,
-}
 
 /// What a stream held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,13 +27,9 @@ pub struct IpcSummary {
     pub rows: u64,
 }
 
-/// The schema of the stream: `columns`, with `line` typed as `ipc_type` says.
-pub fn ipc_schema(batcher: &Batcher, columns: &[Column], ipc_type: IpcLineType) -> SchemaRef {
-    let base = schema(columns, batcher.options().line_type);
-    match ipc_type {
-        IpcLineType::View => base,
-        IpcLineType::Large => large_schema(&base),
-    }
+/// The schema of the stream: `columns`, with `line` laid out as `layout` says.
+pub fn ipc_schema(batcher: &Batcher, columns: &[Column], layout: LineLayout) -> SchemaRef {
+    layout_schema(schema(columns, batcher.options().line_type), layout)
 }
 
 /// Writes epochs `0..epochs` of `batcher` to `out` as one Arrow IPC stream.
@@ -51,25 +38,18 @@ pub fn ipc_schema(batcher: &Batcher, columns: &[Column], ipc_type: IpcLineType) 
 /// # use std::io::Write;
 /// # let mut f = tempfile::NamedTempFile::new().unwrap();
 /// # for i in 0..10 { writeln!(f, "row {i}").unwrap(); }
-/// use mmap_batcher::{write_ipc_stream, Batcher, Column, IndexCache, IpcLineType, Options, Shard};
+/// use mmap_batcher::{write_ipc_stream, Batcher, Column, IndexCache, LineLayout, Options, Shard};
 /// let b = Batcher::open(f.path(), Options { batch_size: 4, index_cache: IndexCache::Off, ..Default::default() })?;
 /// let mut bytes = Vec::new();
-/// let summary = write_ipc_stream(&b, 2, Shard::WHOLE, &Column::ALL, IpcLineType::Large, &mut bytes)?;
+/// let summary = write_ipc_stream(&b, 2, Shard::WHOLE, &b.default_columns(), LineLayout::Large, &mut bytes)?;
 /// assert_eq!((summary.batches, summary.rows), (4, 16));
 /// let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
 /// assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 16);
 /// # Ok::<(), mmap_batcher::Error>(())
 /// ```
-pub fn write_ipc_stream(
-    batcher: &Batcher,
-    epochs: u64,
-    shard: Shard,
-    columns: &[Column],
-    ipc_type: IpcLineType,
-    out: impl Write,
-) -> Result<IpcSummary> {
+pub fn write_ipc_stream(batcher: &Batcher, epochs: u64, shard: Shard, columns: &[Column], layout: LineLayout, out: impl Write) -> Result<IpcSummary> {
     let arrow_err = |source| Error::Arrow { context: batcher.path().display().to_string(), source };
-    let schema = ipc_schema(batcher, columns, ipc_type);
+    let schema = ipc_schema(batcher, columns, layout);
     let mut writer = StreamWriter::try_new(out, &schema).map_err(arrow_err)?;
     let mut summary = IpcSummary::default();
     let (per_epoch, even) = (batcher.num_batches(), batcher.options().even_shards);
@@ -79,11 +59,8 @@ pub fn write_ipc_stream(
     });
     for ready in BatchStream::new(batcher, units) {
         let ready = ready?;
-        let rb = ready.located.record_batch(batcher, ready.batch.epoch(), ready.batch.number(), columns)?;
-        let rb = match ipc_type {
-            IpcLineType::View => compact(&rb),
-            IpcLineType::Large => to_large(&rb).map_err(arrow_err)?,
-        };
+        let rb = ready.to_record_batch(columns)?;
+        let rb = with_layout(rb, layout, true).map_err(arrow_err)?;
         writer.write(&rb).map_err(arrow_err)?;
         summary.batches += 1;
         summary.rows += rb.num_rows() as u64;

@@ -61,21 +61,24 @@ mod ipc;
 mod options;
 mod order;
 mod plan;
+mod select;
 mod source;
 pub mod state;
 mod stream;
+#[cfg(feature = "synthetic")]
 pub mod synthetic;
 
-pub use crate::arrow::{compact, large_schema, schema, to_large, Column};
+pub use crate::arrow::{compact, large_schema, layout_schema, schema, to_large, with_layout, Column};
 #[cfg(feature = "datafusion")]
 pub use crate::datafusion::{LineBuffers, LinesExec, LinesTable};
 pub use batcher::{Batch, Batcher, Epoch, Located};
 pub use error::{Error, Result};
 pub use index::{IndexStatus, Utf8Verdict, MAX_LINE_LEN};
-pub use ipc::{ipc_schema, write_ipc_stream, IpcLineType, IpcSummary};
-pub use options::{IndexCache, IoPolicy, KeepRules, LineType, Options, Shuffle};
+pub use ipc::{ipc_schema, write_ipc_stream, IpcSummary};
+pub use options::{Choice, IndexCache, IoPolicy, KeepRules, LineLayout, LineType, Options, Shuffle, ShuffleMode};
 pub use order::{BlockLayout, BlockOrder, EpochOrder, Permutation};
 pub use plan::{Served, Shard, ShardPlan, Units};
+pub use select::{RowFilter, Selection};
 pub use source::paths::expand_inputs;
 pub use source::{Cancel, Identity, NeverCancel};
 pub use stream::{BatchStream, Ready, Wait};

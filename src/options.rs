@@ -10,13 +10,84 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LineType {
-    /// `Utf8View`. The served lines are checked to be UTF-8 once per file, while it is
+    /// `Utf8View`. The kept lines are checked to be UTF-8 once per file, while it is
     /// indexed; an invalid line is an [`Error::InvalidUtf8`](crate::Error::InvalidUtf8).
     #[default]
     Utf8,
     /// `BinaryView`: any bytes, never validated.
     Binary,
 }
+
+/// An option spelled as a word (`io="disk"`, `--shuffle block`). Each enum names its
+/// values once, here in the core; Python parses through [`FromStr`](std::str::FromStr) and
+/// the CLI derives clap's `ValueEnum`, whose spellings a test checks against these.
+pub trait Choice: Sized + Copy + PartialEq + 'static {
+    /// The option's name, for errors (`"io"`).
+    const OPTION: &'static str;
+    /// Every value and its spelling.
+    const VALUES: &'static [(&'static str, Self)];
+
+    /// The value spelled `word`, else an [`Error::InvalidOption`] listing the spellings.
+    fn parse(word: &str) -> Result<Self> {
+        Self::VALUES.iter().find(|(w, _)| *w == word).map(|&(_, v)| v).ok_or_else(|| {
+            let words: Vec<String> = Self::VALUES.iter().map(|(w, _)| format!("'{w}'")).collect();
+            let (last, rest) = words.split_last().expect("a choice has values");
+            let listed = if rest.is_empty() { last.clone() } else { format!("{} or {last}", rest.join(", ")) };
+            Error::InvalidOption { message: format!("{} must be {listed}, got {word:?}", Self::OPTION) }
+        })
+    }
+
+    /// This value's spelling.
+    fn word(self) -> &'static str {
+        Self::VALUES.iter().find(|(_, v)| *v == self).map_or("?", |(w, _)| w)
+    }
+}
+
+/// Implements [`Choice`] and `FromStr` for an enum from its spellings.
+macro_rules! choice {
+    ($t:ty, $option:literal, [$(($word:literal, $v:expr)),+ $(,)?]) => {
+        impl Choice for $t {
+            const OPTION: &'static str = $option;
+            const VALUES: &'static [(&'static str, Self)] = &[$(($word, $v)),+];
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = Error;
+
+            fn from_str(word: &str) -> Result<Self> {
+                <Self as Choice>::parse(word)
+            }
+        }
+    };
+}
+
+/// How a copy of the `line` column is laid out where views do not fit: Arrow IPC output,
+/// Ray blocks, `record_batches(layout=...)`. Served batches are always views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum LineLayout {
+    /// `LargeUtf8` / `LargeBinary`: read by every Arrow reader, no 2 GiB cap per batch.
+    Large,
+    /// `Utf8View` / `BinaryView`, compacted: for readers with view support.
+    View,
+}
+
+choice!(LineLayout, "layout", [("large", LineLayout::Large), ("view", LineLayout::View)]);
+
+/// Which order an epoch serves, without its parameters (what `--shuffle` and
+/// `shuffle="block"` name); [`Shuffle::of`] adds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum ShuffleMode {
+    /// A uniform permutation of all lines (random reads over the whole file).
+    Global,
+    /// Blocks in random order, lines shuffled within windows of blocks (streams files larger than memory).
+    Block,
+    /// File order.
+    None,
+}
+
+choice!(ShuffleMode, "shuffle", [("global", ShuffleMode::Global), ("block", ShuffleMode::Block), ("none", ShuffleMode::None)]);
 
 /// The order an epoch serves its lines in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,6 +119,15 @@ impl Shuffle {
     /// Block mode with the default block and window sizes.
     pub const fn block() -> Self {
         Shuffle::Block { block_bytes: Self::DEFAULT_BLOCK_BYTES, window_blocks: Self::DEFAULT_WINDOW_BLOCKS }
+    }
+
+    /// The order `mode` names, with these block parameters if it is block mode.
+    pub const fn of(mode: ShuffleMode, block_bytes: u64, window_blocks: u64) -> Self {
+        match mode {
+            ShuffleMode::Global => Shuffle::Global,
+            ShuffleMode::Block => Shuffle::Block { block_bytes, window_blocks },
+            ShuffleMode::None => Shuffle::None,
+        }
     }
 
     /// False for file order.
@@ -91,6 +171,8 @@ pub enum IoPolicy {
     /// reader (what files others can write get unless `trust_files`).
     Copy,
 }
+
+choice!(IoPolicy, "io", [("auto", IoPolicy::Auto), ("cached", IoPolicy::Cached), ("disk", IoPolicy::Disk), ("copy", IoPolicy::Copy)]);
 
 /// Options of a [`Batcher`](crate::Batcher). `Options::default()` matches the original
 /// Python class: batches of 100, shuffled, last partial batch dropped, blank and `#` lines skipped.
@@ -217,5 +299,31 @@ impl Options {
         } else {
             Err(Error::InvalidOption { message: format!("comment_char must be one ASCII character, got {c:?}") })
         }
+    }
+}
+
+#[cfg(all(test, feature = "cli"))]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// The CLI's spellings (derived by clap) are the core's.
+    fn same_words<T: Choice + ValueEnum + std::fmt::Debug>() {
+        let clap: Vec<(String, T)> = T::value_variants().iter().map(|v| (v.to_possible_value().unwrap().get_name().to_string(), *v)).collect();
+        let core: Vec<(String, T)> = T::VALUES.iter().map(|(w, v)| (w.to_string(), *v)).collect();
+        assert_eq!(clap, core, "{}", T::OPTION);
+        for (w, v) in T::VALUES {
+            assert_eq!(T::parse(w).unwrap(), *v);
+            assert_eq!(v.word(), *w);
+        }
+        let err = T::parse("nope").unwrap_err().to_string();
+        assert!(err.contains(T::OPTION) && err.contains(T::VALUES[0].0), "{err}");
+    }
+
+    #[test]
+    fn choices_are_spelled_once() {
+        same_words::<IoPolicy>();
+        same_words::<ShuffleMode>();
+        same_words::<LineLayout>();
     }
 }

@@ -18,7 +18,7 @@ fn naive(b: &Batcher, epoch: u64) -> Vec<u64> {
         let positions = order.window_positions(win);
         assert_eq!(positions.end - positions.start, lines.len() as u64);
         let mut served: Vec<u64> = positions.clone().map(|p| order.get(p)).collect();
-        // Served lines of a window are exactly its blocks' lines, in some order.
+        // Kept lines of a window are exactly its blocks' lines, in some order.
         let mut sorted = served.clone();
         sorted.sort_unstable();
         let mut want = lines.clone();

@@ -201,7 +201,7 @@ fn file_commands() {
     std::fs::write(&file, "one\n# two\n\nfour\nfive").unwrap();
     let f = file.to_str().unwrap();
     let (ok, out, _) = run(&["count", f]);
-    assert!(ok && out.trim() == "3 served lines, 5 physical lines", "{out}");
+    assert!(ok && out.trim() == "3 kept lines, 5 physical lines", "{out}");
     let (ok, out, _) = run(&["line", f, "2", "5", "1"]);
     assert!(ok && out == "# two\nfive\none\n", "{out:?}");
     let (ok, out, _) = run(&["line", f, "--offset", "12"]);
@@ -226,7 +226,7 @@ fn compressed_files_and_compressed_standard_input() {
     let bytes = e.finish().unwrap();
     std::fs::write(&gz, &bytes).unwrap();
     let (ok, out, _) = run(&["count", gz.to_str().unwrap()]);
-    assert!(ok && out.trim() == "3 served lines, 5 physical lines", "{out}");
+    assert!(ok && out.trim() == "3 kept lines, 5 physical lines", "{out}");
     let (ok, out, _) = run(&["line", gz.to_str().unwrap(), "5"]);
     assert!(ok && out == "five\n", "{out:?}");
     // `cat f.gz | mmap-batcher count -`: standard input is decompressed too.
@@ -238,7 +238,7 @@ fn compressed_files_and_compressed_standard_input() {
         .unwrap();
     child.stdin.take().unwrap().write_all(&bytes).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "3 served lines, 5 physical lines");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "3 kept lines, 5 physical lines");
     // A truncated file: exit 1 with the file and the format named.
     let cut = dir.path().join("cut.gz");
     std::fs::write(&cut, &bytes[..bytes.len() - 9]).unwrap();

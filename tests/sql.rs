@@ -1,5 +1,5 @@
 //! The DataFusion table, through real queries over real files.
-#![cfg(feature = "datafusion")]
+#![cfg(all(feature = "datafusion", feature = "synthetic"))]
 
 mod common;
 
@@ -208,14 +208,14 @@ async fn invalid_utf8_is_a_planning_error_naming_the_file_and_binary_mode_serves
 
 #[test]
 fn ipc_stream_round_trips_compactly() {
-    use mmap_batcher::{write_ipc_stream, Column, IpcLineType};
+    use mmap_batcher::{write_ipc_stream, LineLayout};
     let text = corpus_text(20_000);
     let f = file_with(&text);
     let b = Batcher::open(f.path(), Options { batch_size: 1024, seed: Some(3), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
     let line_bytes: usize = b.epoch(0).unwrap().batches().flat_map(|x| x.locate().unwrap().lines(false).map(<[u8]>::len).collect::<Vec<_>>()).sum();
-    for ipc_type in [IpcLineType::Large, IpcLineType::View] {
+    for ipc_type in [LineLayout::Large, LineLayout::View] {
         let mut bytes = Vec::new();
-        let summary = write_ipc_stream(&b, 1, mmap_batcher::Shard::WHOLE, &Column::ALL, ipc_type, &mut bytes).unwrap();
+        let summary = write_ipc_stream(&b, 1, mmap_batcher::Shard::WHOLE, &b.default_columns(), ipc_type, &mut bytes).unwrap();
         assert_eq!(summary.rows, b.lines_per_epoch());
         let ratio = bytes.len() as f64 / line_bytes as f64;
         assert!(ratio < 1.5, "{ipc_type:?}: stream is {ratio:.2}x the line bytes");
@@ -225,8 +225,8 @@ fn ipc_stream_round_trips_compactly() {
             let rb = rb.unwrap();
             let col = rb.column(0);
             let got: Vec<&str> = match ipc_type {
-                IpcLineType::Large => col.as_string::<i64>().iter().map(Option::unwrap).collect(),
-                IpcLineType::View => col.as_string_view().iter().map(Option::unwrap).collect(),
+                LineLayout::Large => col.as_string::<i64>().iter().map(Option::unwrap).collect(),
+                LineLayout::View => col.as_string_view().iter().map(Option::unwrap).collect(),
             };
             let located = batch.locate().unwrap();
             let want: Vec<&str> = located.lines(false).map(|l| std::str::from_utf8(l).unwrap()).collect();

@@ -7,13 +7,13 @@ mod common;
 
 use arrow::array::{Array, AsArray};
 use libfuzzer_sys::fuzz_target;
-use mmap_batcher::{write_ipc_stream, Batcher, IpcLineType};
+use mmap_batcher::{write_ipc_stream, Batcher, LineLayout};
 
 fuzz_target!(|case: common::Case| {
     let f = case.file();
     let b = Batcher::open(f.path(), case.options()).expect("any bytes can be indexed");
     let columns = b.default_columns();
-    for ipc_type in [IpcLineType::Large, IpcLineType::View] {
+    for ipc_type in [LineLayout::Large, LineLayout::View] {
         let mut bytes = Vec::new();
         let summary = match write_ipc_stream(&b, 2, mmap_batcher::Shard::WHOLE, &columns, ipc_type, &mut bytes) {
             Ok(s) => s,

@@ -28,34 +28,6 @@ pub fn columns(names: Option<Vec<String>>, defaults: Vec<Column>) -> PyResult<Ve
     }
 }
 
-/// The `line` column type a batch is handed out with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineOut {
-    /// Zero-copy `Utf8View` / `BinaryView`.
-    View,
-    /// `LargeUtf8` / `LargeBinary`, copied (for consumers without view support).
-    Large,
-}
-
-impl LineOut {
-    pub fn parse(v: &str) -> PyResult<Self> {
-        match v {
-            "view" => Ok(LineOut::View),
-            "large" => Ok(LineOut::Large),
-            _ => Err(option_error(format!("line_type must be 'view' or 'large', got {v:?}"))),
-        }
-    }
-
-    /// `batch` as handed out: compacted when asked, cast to large types when asked.
-    pub fn apply(self, batch: RecordBatch, compact: bool) -> PyResult<RecordBatch> {
-        Ok(match self {
-            LineOut::Large => mmap_batcher::to_large(&batch)?,
-            LineOut::View if compact => mmap_batcher::compact(&batch),
-            LineOut::View => batch,
-        })
-    }
-}
-
 /// A stream capsule of `reader`, through pyo3-arrow's `RecordBatchReader`.
 pub fn stream_capsule<'py>(
     py: Python<'py>,

@@ -6,16 +6,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use mmap_batcher::state::State;
-use mmap_batcher::{BatchStream, Batcher, Cancel, Column, Options, Served, Shard, Shuffle, Units};
+use mmap_batcher::{BatchStream, Batcher, Cancel, Column, IoPolicy, LineLayout, Options, RowFilter, Served, Shard, Shuffle, Units};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use crate::arrow::{ArrowBatch, LineOut};
+use crate::arrow::ArrowBatch;
 use crate::epoch::Epoch;
 use crate::error::{internal_json, option_error, state_json, PyResult};
 use crate::iter::{lock, BatchIter, Cursor, Output};
-use crate::options::{int_arg, Arg, Args};
+use crate::options::{deprecated, int_arg, warn_deprecated, Arg, Args, Word};
 
 /// Asks Python, at most every 50 ms, whether a signal (Ctrl-C) is pending; keeps the
 /// exception to raise it once the long operation has stopped.
@@ -79,8 +79,9 @@ struct ShardParts {
 /// ``mmb.lines`` is the map-style view of the lines (``len``, ``[k]``).
 ///
 /// Args:
-///     filename: a path (``str``, ``bytes``, ``os.PathLike``), a glob, or a sequence of
-///         them: the files are served as one corpus, in that order.
+///     paths: a path (``str``, ``bytes``, ``os.PathLike``), a glob, or a sequence of
+///         them: the files are served as one corpus, in that order (``filename=`` is its
+///         deprecated spelling).
 ///     batch_size: lines per batch.
 ///     shuffle: ``True``/``"global"`` (a uniform shuffle), ``"block"`` (blocks of
 ///         ``shuffle_block`` bytes in random order, lines shuffled within windows of
@@ -154,7 +155,7 @@ impl MmapBatcher {
     fn output_of(name: &str, defaults: Vec<Column>) -> PyResult<Output> {
         match name {
             "bytes" => Ok(Output::Bytes),
-            "arrow" => Ok(Output::Arrow { columns: defaults, line: LineOut::View, compact: false }),
+            "arrow" => Ok(Output::Arrow { columns: defaults, layout: LineLayout::View, compact: false }),
             "polars" => Ok(Output::Polars { columns: defaults }),
             _ => Err(option_error(format!("output must be 'bytes', 'arrow' or 'polars', got {name:?}"))),
         }
@@ -175,19 +176,19 @@ impl MmapBatcher {
 impl MmapBatcher {
     #[new]
     #[pyo3(signature = (
-        filename, batch_size=Arg::Missing, shuffle=Arg::Missing, ignore_leftovers=true, skip_blank_lines=true,
+        paths=None, batch_size=Arg::Missing, shuffle=Arg::Missing, ignore_leftovers=true, skip_blank_lines=true,
         comment_char=Arg::Missing, seed=None, *, keep_terminator=false, binary=false, worker_id=Arg::Missing,
         num_workers=Arg::Missing, rank=Arg::Missing, world_size=Arg::Missing, shuffle_block=Arg::Missing,
-        shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, io="auto",
-        output="bytes", max_open_files=Arg::Missing, trust_files=false
+        shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, io=Word(IoPolicy::Auto),
+        output="bytes", max_open_files=Arg::Missing, trust_files=false, filename=None
     ))]
     #[pyo3(
-        text_signature = "(filename, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=128, trust_files=False)"
+        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=128, trust_files=False)"
     )]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, forwarded once to `Args`
     fn new<'py>(
         py: Python<'py>,
-        filename: Bound<'py, PyAny>,
+        paths: Option<Bound<'py, PyAny>>,
         batch_size: Arg<'py>,
         shuffle: Arg<'py>,
         ignore_leftovers: bool,
@@ -205,11 +206,14 @@ impl MmapBatcher {
         even_shards: bool,
         index_cache: bool,
         index_path: Option<Bound<'py, PyAny>>,
-        io: &str,
+        io: Word<IoPolicy>,
         output: &str,
         max_open_files: Arg<'py>,
         trust_files: bool,
+        filename: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
+        let paths = deprecated(py, "filename", filename, "paths", paths)?
+            .ok_or_else(|| option_error("paths is required: a path, a glob or a sequence of them"))?;
         let args = Args {
             batch_size: batch_size.or(py, 100u64)?,
             shuffle: shuffle.or(py, true)?,
@@ -224,7 +228,7 @@ impl MmapBatcher {
             even_shards,
             index_cache,
             index_path,
-            io: io.to_string(),
+            io: io.0,
             max_open_files: max_open_files.or(py, 128u64)?,
             trust_files,
             worker_id: worker_id.or(py, 0u64)?,
@@ -241,7 +245,7 @@ impl MmapBatcher {
             worker_id: int_arg("worker_id", &args.worker_id)?,
             num_workers: int_arg("num_workers", &args.num_workers)?,
         };
-        let inputs = crate::options::inputs(&filename)?;
+        let inputs = crate::options::inputs(&paths)?;
         let cancel = PyCancel::new();
         let opened = py.detach(|| Batcher::open_with(&inputs, options.clone(), &|_| {}, &cancel));
         if let Some(e) = lock(&cancel.raised).take() {
@@ -265,16 +269,24 @@ impl MmapBatcher {
         })
     }
 
-    /// The path of the first (often only) file, as given.
-    #[getter]
-    fn filename(&self) -> PathBuf {
-        self.inputs[0].clone()
-    }
-
     /// The paths of all files, in the order they are served.
     #[getter]
-    fn filenames(&self) -> Vec<PathBuf> {
+    fn paths(&self) -> Vec<PathBuf> {
         self.inputs.clone()
+    }
+
+    /// Deprecated: ``paths[0]``.
+    #[getter]
+    fn filename(&self, py: Python<'_>) -> PyResult<PathBuf> {
+        warn_deprecated(py, "MmapBatcher.filename is deprecated, use paths[0]".into())?;
+        Ok(self.inputs[0].clone())
+    }
+
+    /// Deprecated: ``paths``.
+    #[getter]
+    fn filenames(&self, py: Python<'_>) -> PyResult<Vec<PathBuf>> {
+        warn_deprecated(py, "MmapBatcher.filenames is deprecated, use paths".into())?;
+        Ok(self.inputs.clone())
     }
 
     /// The shuffle seed in use (the one given, or the one picked at open).
@@ -295,7 +307,7 @@ impl MmapBatcher {
         self.options.batch_size
     }
 
-    /// Kept (served) lines of all files.
+    /// Kept lines of all files.
     #[getter]
     fn num_lines(&self) -> PyResult<u64> {
         Ok(self.core()?.num_lines())
@@ -507,7 +519,7 @@ impl MmapBatcher {
         Self::json(py, &combined)
     }
 
-    /// Check (from the index) that every served line is UTF-8; raise ``InvalidUtf8Error`` if not.
+    /// Check (from the index) that every kept line is UTF-8; raise ``InvalidUtf8Error`` if not.
     fn validate_utf8(&self) -> PyResult<()> {
         Ok(self.core()?.validate_utf8()?)
     }
@@ -533,35 +545,48 @@ impl MmapBatcher {
 
     /// The batches of epochs ``epochs[0]..epochs[1]`` × batches ``batches[0]..batches[1]``
     /// (all shards), in serial order, as Arrow batches with ``columns``: the Polars scan's
-    /// and the Ray read tasks' source. ``units`` narrows it to a run of those
-    /// ``(epoch, batch)`` pairs; ``line_type="large"`` casts the lines (copies).
-    #[pyo3(signature = (columns, epochs, batches, units=None, line_type="view", files=None))]
+    /// and the Ray read tasks' source. ``line_numbers`` (a half-open range) and ``files``
+    /// (paths, as the ``file`` column shows them) keep only those lines, through the core's
+    /// row filter (in file order, batches without a match are not read). ``units`` narrows
+    /// the scan to a run of the rectangle's ``(epoch, batch)`` pairs (Ray's read tasks);
+    /// ``layout="large"`` casts the lines (copies).
+    #[pyo3(signature = (columns, epochs, batches, units=None, layout=None, files=None, line_numbers=None))]
+    #[allow(clippy::too_many_arguments)] // the scan's keyword arguments, turned into one RowFilter
     fn _scan(
         &self,
         columns: Vec<String>,
         epochs: (u64, u64),
         batches: (u64, u64),
         units: Option<(u64, u64)>,
-        line_type: &str,
+        layout: Option<Word<LineLayout>>,
         files: Option<Vec<String>>,
+        line_numbers: Option<(u64, u64)>,
     ) -> PyResult<BatchIter> {
         let core = self.core()?;
         let cols = crate::arrow::columns(Some(columns), core.default_columns())?;
-        let rect = Units { epochs: epochs.0..epochs.1, batches: batches.0..batches.1.min(core.num_batches()) };
-        let (lo, hi) = units.unwrap_or((0, rect.len()));
+        let mut filter = RowFilter::default().epochs(epochs.0..epochs.1).batches(batches.0..batches.1);
+        if let Some((lo, hi)) = line_numbers {
+            filter = filter.line_numbers(lo..hi);
+        }
+        if let Some(paths) = files {
+            filter = filter.files(paths);
+        }
+        let selection = filter.select(&core, epochs.1)?;
+        // Ray's `units` index the whole rectangle, so it is not narrowed under them.
+        let (rect, run) = match units {
+            Some((lo, hi)) => {
+                let rect = Units { epochs: epochs.0..epochs.1, batches: batches.0..batches.1.min(core.num_batches()) };
+                (rect, lo..hi)
+            }
+            None => {
+                let n = selection.units.len();
+                (selection.units, 0..n)
+            }
+        };
+        let run = run.start..run.end.min(rect.len());
         let reads = cols.contains(&Column::Line);
-        // Only the lines of `files` (by path, as the `file` column shows them).
-        let allowed = files.map(|names| {
-            let ranges: Vec<std::ops::Range<u64>> = core
-                .paths()
-                .enumerate()
-                .filter(|(_, p)| names.iter().any(|n| p.to_string_lossy() == n.as_str()))
-                .map(|(f, _)| core.file_lines(f))
-                .collect();
-            ranges.into()
-        });
-        let stream = BatchStream::with_filter(&core, (lo..hi.min(rect.len())).map(move |u| rect.get(u)), allowed, reads);
-        Ok(BatchIter::new(stream, Output::Arrow { columns: cols, line: LineOut::parse(line_type)?, compact: false }, None))
+        let stream = BatchStream::with_filter(&core, run.map(move |u| rect.get(u)), selection.lines, reads);
+        Ok(BatchIter::new(stream, Output::Arrow { columns: cols, layout: layout.map_or(LineLayout::View, |w| w.0), compact: false }, None))
     }
 
     /// ``parts`` contiguous runs of the ``epochs × num_batches`` units, with the rows of

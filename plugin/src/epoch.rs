@@ -1,12 +1,13 @@
 //! `Epoch`: one epoch's fixed order, cut into batches, as seen by one shard.
 
-use mmap_batcher::{BatchStream, Served, Shard, ShardPlan};
+use mmap_batcher::{BatchStream, LineLayout, Served, Shard, ShardPlan};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
-use crate::arrow::{columns, stream_capsule, ArrowBatch, LineOut};
+use crate::arrow::{columns, stream_capsule, ArrowBatch};
 use crate::error::PyResult;
 use crate::iter::{BatchIter, Output};
+use crate::options::{deprecated, warn_deprecated, Word};
 
 /// One epoch: a fixed order of the kept lines, cut into batches (this shard's only).
 #[pyclass(module = "mmap_batcher._native", frozen)]
@@ -33,7 +34,6 @@ impl Epoch {
 struct Reader {
     stream: BatchStream,
     columns: Vec<mmap_batcher::Column>,
-    line: LineOut,
     schema: arrow::datatypes::SchemaRef,
 }
 
@@ -42,12 +42,7 @@ impl Iterator for Reader {
 
     fn next(&mut self) -> Option<Self::Item> {
         let ready = self.stream.next()?;
-        let rb = ready.and_then(|r| r.to_record_batch(&self.columns)).map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)));
-        Some(rb.and_then(|rb| {
-            self.line
-                .apply(rb, false)
-                .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(std::io::Error::other(PyErr::from(e).to_string()))))
-        }))
+        Some(ready.and_then(|r| r.to_record_batch(&self.columns)).map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e))))
     }
 }
 
@@ -65,10 +60,11 @@ impl Epoch {
         self.epoch.number()
     }
 
-    /// The epoch number (same as ``number``).
+    /// Deprecated: ``number``.
     #[getter]
-    fn index(&self) -> u64 {
-        self.epoch.number()
+    fn index(&self, py: Python<'_>) -> PyResult<u64> {
+        warn_deprecated(py, "Epoch.index is deprecated, use Epoch.number".into())?;
+        Ok(self.epoch.number())
     }
 
     /// Batches in the whole epoch (all shards).
@@ -104,14 +100,22 @@ impl Epoch {
     /// The ``line`` views point into the map: pass the batch to ``pyarrow.record_batch``
     /// or ``polars.DataFrame`` to use it without copying. ``compact=True`` copies only the
     /// referenced bytes (for consumers that account memory by buffer size);
-    /// ``line_type="large"`` gives ``large_string``/``large_binary`` for consumers without
-    /// view support. Raises ``InvalidUtf8Error`` on the string path if a served line is
-    /// not UTF-8.
-    #[pyo3(signature = (columns=None, *, compact=false, line_type="view"))]
-    fn record_batches(&self, columns: Option<Vec<String>>, compact: bool, line_type: &str) -> PyResult<BatchIter> {
+    /// ``layout="large"`` gives ``large_string``/``large_binary`` for consumers without
+    /// view support (``line_type=`` is its deprecated spelling). Raises
+    /// ``InvalidUtf8Error`` on the string path if a kept line is not UTF-8.
+    #[pyo3(signature = (columns=None, *, compact=false, layout=None, line_type=None))]
+    fn record_batches(
+        &self,
+        py: Python<'_>,
+        columns: Option<Vec<String>>,
+        compact: bool,
+        layout: Option<Word<LineLayout>>,
+        line_type: Option<Word<LineLayout>>,
+    ) -> PyResult<BatchIter> {
+        let layout = deprecated(py, "line_type", line_type, "layout", layout)?.map_or(LineLayout::View, |w| w.0);
         let cols = crate::arrow::columns(columns, self.epoch.batcher().default_columns())?;
         let reads = cols.contains(&mmap_batcher::Column::Line);
-        Ok(BatchIter::new(self.stream(reads), Output::Arrow { columns: cols, line: LineOut::parse(line_type)?, compact }, None))
+        Ok(BatchIter::new(self.stream(reads), Output::Arrow { columns: cols, layout, compact }, None))
     }
 
     /// Each batch as a ``polars.DataFrame`` (zero-copy import of the Arrow batch).
@@ -131,7 +135,7 @@ impl Epoch {
             .batch(b)
             .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err(format!("batch {b} out of range for {} batches", self.epoch.num_batches())))?;
         let rb = py.detach(|| batch.to_record_batch_with(&cols))?;
-        let rb = LineOut::View.apply(rb, compact)?;
+        let rb = mmap_batcher::with_layout(rb, LineLayout::View, compact)?;
         Ok(ArrowBatch::new(rb, self.epoch.number(), b))
     }
 
@@ -141,7 +145,7 @@ impl Epoch {
     fn __arrow_c_stream__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyCapsule>>) -> PyResult<Bound<'py, PyAny>> {
         let cols = columns(None, self.epoch.batcher().default_columns())?;
         let schema = mmap_batcher::schema(&cols, self.epoch.batcher().options().line_type);
-        let reader = Reader { stream: self.stream(true), columns: cols, line: LineOut::View, schema };
+        let reader = Reader { stream: self.stream(true), columns: cols, schema };
         stream_capsule(py, Box::new(reader), requested_schema)
     }
 

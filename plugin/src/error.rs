@@ -71,7 +71,7 @@ const CLASSES: [(&str, Base, &str); 15] = [
     ("OptionError", Base::Value, "An argument is out of range or of the wrong kind."),
     ("DuplicateInputError", Base::Value, "The same file was given twice."),
     ("LineTooLongError", Base::Value, "A line is longer than one Arrow view buffer can address (2 GiB)."),
-    ("InvalidUtf8Error", Base::Value, "A served line is not valid UTF-8 (string/Arrow path only)."),
+    ("InvalidUtf8Error", Base::Value, "A kept line is not valid UTF-8 (string/Arrow path only)."),
     ("FileChangedError", Base::Runtime, "The file changed since it was indexed; reopen it."),
     ("CorruptIndexError", Base::OS, "A persisted line index disagrees with its file."),
     ("StateMismatchError", Base::Value, "A resume state does not match this batcher (another file, other options), or is malformed."),

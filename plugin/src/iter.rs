@@ -5,12 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mmap_batcher::{BatchStream, Column, Served, Wait};
+use mmap_batcher::{BatchStream, Column, LineLayout, Served, Wait};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::arrow::{ArrowBatch, LineOut};
+use crate::arrow::ArrowBatch;
 use crate::error::PyResult;
 
 /// What each batch is handed out as.
@@ -19,7 +19,7 @@ pub enum Output {
     /// `list[bytes]`, lines with their terminators (the original API).
     Bytes,
     /// [`ArrowBatch`] with these columns.
-    Arrow { columns: Vec<Column>, line: LineOut, compact: bool },
+    Arrow { columns: Vec<Column>, layout: LineLayout, compact: bool },
     /// `polars.DataFrame` with these columns.
     Polars { columns: Vec<Column> },
 }
@@ -56,9 +56,9 @@ impl BatchIter {
     fn convert<'py>(&self, py: Python<'py>, ready: mmap_batcher::Ready) -> PyResult<Bound<'py, PyAny>> {
         Ok(match &self.output {
             Output::Bytes => PyList::new(py, ready.located.raw_lines().map(|l| PyBytes::new(py, l)))?.into_any(),
-            Output::Arrow { columns, line, compact } => {
+            Output::Arrow { columns, layout, compact } => {
                 let rb = py.detach(|| ready.to_record_batch(columns))?;
-                let rb = line.apply(rb, *compact)?;
+                let rb = mmap_batcher::with_layout(rb, *layout, *compact)?;
                 Bound::new(py, ArrowBatch::new(rb, ready.batch.epoch(), ready.batch.number()))?.into_any()
             }
             Output::Polars { columns } => {

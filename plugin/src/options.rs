@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
-use mmap_batcher::{IndexCache, IoPolicy, LineType, Options, Shard, Shuffle};
+use mmap_batcher::{Choice, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle, ShuffleMode};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
 use pyo3::BoundObject;
 
-use crate::error::{option_error, PyResult};
+use crate::error::{option_error, PyError, PyResult};
 
 /// A keyword argument that may be missing (then its default applies) — unlike
 /// `Option`, an explicit `None` is kept as given (`comment_char=None` turns comments off).
@@ -92,28 +92,54 @@ pub fn comment_byte(v: &Bound<'_, PyAny>) -> PyResult<Option<u8>> {
     }
 }
 
-/// `shuffle`: `True`/`False` or `"global"`, `"block"`, `"none"`.
-pub fn shuffle(v: &Bound<'_, PyAny>, block: u64, window: u64) -> PyResult<Shuffle> {
-    if let Ok(b) = v.cast::<PyBool>() {
-        return Ok(if b.is_true() { Shuffle::Global } else { Shuffle::None });
-    }
-    match v.extract::<String>().ok().as_deref() {
-        Some("global") => Ok(Shuffle::Global),
-        Some("block") => Ok(Shuffle::Block { block_bytes: block, window_blocks: window }),
-        Some("none") => Ok(Shuffle::None),
-        _ => Err(option_error(format!("shuffle must be True, False, 'global', 'block' or 'none', got {v}"))),
+/// A word option (`io="disk"`, `layout="large"`), spelled as the core's [`Choice`] says.
+pub struct Word<T>(pub T);
+
+impl<'py, T: Choice> FromPyObject<'_, 'py> for Word<T> {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'_, 'py, PyAny>) -> Result<Self, Self::Error> {
+        let word: String = obj.extract().map_err(|_| PyErr::from(option_error(format!("{} must be a string, got {}", T::OPTION, repr(&obj)))))?;
+        Ok(Word(T::parse(&word).map_err(PyError::from)?))
     }
 }
 
-/// `io`: `"auto"`, `"cached"`, `"disk"` or `"copy"`.
-pub fn io(v: &str) -> PyResult<IoPolicy> {
-    match v {
-        "auto" => Ok(IoPolicy::Auto),
-        "cached" => Ok(IoPolicy::Cached),
-        "disk" => Ok(IoPolicy::Disk),
-        "copy" => Ok(IoPolicy::Copy),
-        _ => Err(option_error(format!("io must be 'auto', 'cached', 'disk' or 'copy', got {v:?}"))),
+fn repr(v: &Bound<'_, PyAny>) -> String {
+    v.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+}
+
+/// The value of a renamed keyword: the new one, or the old one with a `DeprecationWarning`
+/// (both given is an error).
+pub fn deprecated<T>(py: Python<'_>, old: &str, old_value: Option<T>, new: &str, new_value: Option<T>) -> PyResult<Option<T>> {
+    match (old_value, new_value) {
+        (Some(_), Some(_)) => Err(option_error(format!("{old} is the deprecated spelling of {new}: pass only {new}"))),
+        (Some(v), None) => {
+            warn_deprecated(py, format!("{old}= is deprecated, use {new}="))?;
+            Ok(Some(v))
+        }
+        (None, v) => Ok(v),
     }
+}
+
+/// A `DeprecationWarning` pointing at the caller's line.
+pub fn warn_deprecated(py: Python<'_>, message: String) -> PyResult<()> {
+    let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
+    py.import(pyo3::intern!(py, "warnings"))?.call_method1(pyo3::intern!(py, "warn"), (message, category, 2))?;
+    Ok(())
+}
+
+/// `shuffle`: `True`/`False` or a [`ShuffleMode`] word.
+pub fn shuffle(v: &Bound<'_, PyAny>, block: u64, window: u64) -> PyResult<Shuffle> {
+    let mode = match v.cast::<PyBool>() {
+        Ok(b) if b.is_true() => ShuffleMode::Global,
+        Ok(_) => ShuffleMode::None,
+        Err(_) => match v.extract::<String>() {
+            Ok(word) => ShuffleMode::parse(&word)
+                .map_err(|_| option_error(format!("shuffle must be True, False, 'global', 'block' or 'none', got {}", repr(v))))?,
+            Err(_) => return Err(option_error(format!("shuffle must be True, False, 'global', 'block' or 'none', got {}", repr(v)))),
+        },
+    };
+    Ok(Shuffle::of(mode, block, window))
 }
 
 /// Every keyword of the constructor, as the core's options and the shard.
@@ -131,7 +157,7 @@ pub struct Args<'py> {
     pub even_shards: bool,
     pub index_cache: bool,
     pub index_path: Option<Bound<'py, PyAny>>,
-    pub io: String,
+    pub io: IoPolicy,
     pub max_open_files: Bound<'py, PyAny>,
     pub trust_files: bool,
     pub worker_id: Bound<'py, PyAny>,
@@ -159,7 +185,7 @@ impl Args<'_> {
                 (None, true) => IndexCache::Auto,
                 (None, false) => IndexCache::Off,
             },
-            io: io(&self.io)?,
+            io: self.io,
             max_open_files: usize::try_from(int_arg("max_open_files", &self.max_open_files)?)
                 .map_err(|_| option_error("max_open_files is too large"))?,
             trust_files: self.trust_files,

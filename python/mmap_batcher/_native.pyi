@@ -81,7 +81,7 @@ class LineTooLongError(MmapBatcherError, ValueError):
     byte_offset: int | None
 
 class InvalidUtf8Error(MmapBatcherError, ValueError):
-    """A served line is not valid UTF-8 (string/Arrow path only)."""
+    """A kept line is not valid UTF-8 (string/Arrow path only)."""
 
     path: str | None
     line_number: int
@@ -139,7 +139,8 @@ class Epoch:
     @property
     def number(self) -> int: ...
     @property
-    def index(self) -> int: ...
+    def index(self) -> int:
+        """Deprecated: ``number``."""
     @property
     def num_batches(self) -> int: ...
     @property
@@ -148,7 +149,12 @@ class Epoch:
     def batches(self) -> Iterator[list[bytes]]: ...
     def __iter__(self) -> Iterator[list[bytes]]: ...
     def record_batches(
-        self, columns: Sequence[str] | None = None, *, compact: bool = False, line_type: Literal["view", "large"] = "view"
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        compact: bool = False,
+        layout: Literal["view", "large"] | None = None,
+        line_type: Literal["view", "large"] | None = None,
     ) -> Iterator[ArrowBatch]: ...
     def dataframes(self, columns: Sequence[str] | None = None) -> Iterator[Any]: ...
     def batch(self, b: int, columns: Sequence[str] | None = None, *, compact: bool = False) -> ArrowBatch: ...
@@ -160,7 +166,7 @@ class MmapBatcher:
 
     def __new__(
         cls,
-        filename: _Path | Sequence[_Path],
+        paths: _Path | Sequence[_Path],
         batch_size: int = 100,
         shuffle: bool | Literal["global", "block", "none"] = True,
         ignore_leftovers: bool = True,
@@ -185,9 +191,13 @@ class MmapBatcher:
         trust_files: bool = False,
     ) -> MmapBatcher: ...
     @property
-    def filename(self) -> str: ...
+    def paths(self) -> list[str]: ...
     @property
-    def filenames(self) -> list[str]: ...
+    def filename(self) -> str:
+        """Deprecated: ``paths[0]``."""
+    @property
+    def filenames(self) -> list[str]:
+        """Deprecated: ``paths``."""
     @property
     def seed(self) -> int: ...
     @property
@@ -248,8 +258,9 @@ class MmapBatcher:
         epochs: tuple[int, int],
         batches: tuple[int, int],
         units: tuple[int, int] | None = None,
-        line_type: Literal["view", "large"] = "view",
+        layout: Literal["view", "large"] | None = None,
         files: Sequence[str] | None = None,
+        line_numbers: tuple[int, int] | None = None,
     ) -> Iterator[ArrowBatch]: ...
     def _unit_splits(self, epochs: int, parts: int) -> list[tuple[int, int, int]]: ...
     def table(self, epochs: int = 1) -> Table: ...

@@ -2,7 +2,8 @@
 
 Only the Polars glue lives here: the schema comes from the batcher, the batches from its
 ``_scan`` (a rectangle of epochs × batches read ahead on a Rust thread), and the predicate's
-``epoch``/``batch`` comparisons become that rectangle's bounds.
+``epoch``/``batch``/``line_number`` comparisons and ``file ==`` tests become the core's row
+filter (the one the SQL table uses).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ._native import MmapBatcher
 
@@ -87,24 +88,38 @@ def _file_equals(node: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _pushdown(
-    predicate: pl.Expr | None, epochs: int, batches: int
-) -> tuple[tuple[int, int], tuple[int, int], list[str] | None]:
-    """The epochs, batches and files that can hold rows matching ``predicate``."""
-    e, b, files = (0, epochs), (0, batches), None
-    if predicate is None:
-        return e, b, files
-    try:
-        tree = json.loads(predicate.meta.serialize(format="json"))
-    except Exception:
-        return e, b, files
-    for part in _conjuncts(tree):
-        e = _bounds(part, "epoch", *e) or e
-        b = _bounds(part, "batch", *b) or b
-        path = _file_equals(part)
-        if path is not None:
-            files = [f for f in (files if files is not None else [path]) if f == path]
-    return e, b, files
+_NO_LIMIT = 2**64 - 1
+
+
+class _Pushdown(NamedTuple):
+    """What a predicate allows: epochs, batches and line numbers (half-open), files."""
+
+    epochs: tuple[int, int]
+    batches: tuple[int, int]
+    line_numbers: tuple[int, int] | None
+    files: list[str] | None
+
+
+def _pushdown(predicate: pl.Expr | None, epochs: int, batches: int) -> _Pushdown:
+    """The epochs, batches, line numbers and files that can hold rows matching ``predicate``."""
+    e, b, n, files = (0, epochs), (0, batches), (0, _NO_LIMIT), None
+    if predicate is not None:
+        try:
+            tree = json.loads(predicate.meta.serialize(format="json"))
+        except Exception:
+            tree = None
+        for part in _conjuncts(tree) if tree is not None else []:
+            e = _bounds(part, "epoch", *e) or e
+            b = _bounds(part, "batch", *b) or b
+            n = _bounds(part, "line_number", *n) or n
+            path = _file_equals(part)
+            if path is not None:
+                files = [f for f in (files if files is not None else [path]) if f == path]
+    def clamp(r: tuple[int, int]) -> tuple[int, int]:
+        # A literal beyond u64 (``== 2**70``) matches no row; the scan takes u64 bounds.
+        return min(r[0], _NO_LIMIT), min(r[1], _NO_LIMIT)
+
+    return _Pushdown(clamp(e), clamp(b), None if n == (0, _NO_LIMIT) else clamp(n), files)
 
 
 def scan_lines(
@@ -142,9 +157,10 @@ def scan_lines(
     (``shuffle_block``, ``shuffle_window``, ``index_cache``, ``io``, ...) go to ``MmapBatcher``.
 
     Pushdown: only the needed columns are built (``line`` is not read unless asked for);
-    comparisons of ``epoch`` and ``batch`` with integers skip whole batches, and
-    ``file == "path"`` the other files' lines; ``head(n)`` stops early. Polars'
-    ``batch_size`` hint is ignored.
+    comparisons of ``epoch`` and ``batch`` with integers skip whole batches,
+    comparisons of ``line_number`` and ``file == "path"`` read only the matching lines
+    (found in the index; in file order, whole batches are skipped too); ``head(n)`` stops
+    early. Polars' ``batch_size`` hint is ignored.
     """
     import polars as pl
     from polars.io.plugins import register_io_source
@@ -177,8 +193,9 @@ def scan_lines(
         if predicate is not None:
             needed += [c for c in predicate.meta.root_names() if c not in needed]
         rows_left = n_rows if n_rows is not None else -1
-        e, b, files = _pushdown(predicate, epochs, num_batches)
-        for ab in batcher._scan(needed, e, b, files=files):
+        allowed = _pushdown(predicate, epochs, num_batches)
+        scan = batcher._scan(needed, allowed.epochs, allowed.batches, files=allowed.files, line_numbers=allowed.line_numbers)
+        for ab in scan:
             if rows_left == 0:
                 return
             df = pl.DataFrame(ab)

@@ -10,7 +10,7 @@ The driver opens the corpus once (indexing it, or mapping its index file) and fi
 seed; each read task is a contiguous run of the epochs' ``(epoch, batch)`` units, opens the
 files itself on the node that runs it (cheap with the persisted index beside the files on
 a shared file system) and yields one Arrow block per batch. Blocks cross Ray's object store,
-so their lines are copied to ``large_string`` (``line_type="large"``, the default) or
+so their lines are copied to ``large_string`` (``layout="large"``, the default) or
 compacted views (``"view"``): a zero-copy block would report, and serialise, its whole
 mapped window.
 
@@ -23,6 +23,7 @@ per_task_row_limit, data_context)``).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,14 +43,22 @@ except ImportError as e:  # pragma: no cover - a clear message rather than a bar
 class LinesDatasource(Datasource):
     """A ``ray.data.Datasource`` of the epochs of a line corpus (see the module docs)."""
 
-    def __init__(self, batcher: MmapBatcher, epochs: int, line_type: Literal["large", "view"] = "large") -> None:
+    def __init__(
+        self,
+        batcher: MmapBatcher,
+        epochs: int,
+        layout: Literal["large", "view"] = "large",
+        *,
+        line_type: Literal["large", "view"] | None = None,
+    ) -> None:
         super().__init__()
-        if line_type not in ("large", "view"):
-            raise ValueError(f"line_type must be 'large' or 'view', got {line_type!r}")
+        layout = _renamed(layout, line_type, "large")
+        if layout not in ("large", "view"):
+            raise ValueError(f"layout must be 'large' or 'view', got {layout!r}")
         self._batcher = batcher
         self._epochs = epochs
-        self._line_type = line_type
-        self._files = tuple(str(f) for f in batcher.filenames)
+        self._layout: Literal["large", "view"] = layout
+        self._files = tuple(str(f) for f in batcher.paths)
         self._bytes = sum(os.path.getsize(f) for f in self._files) if self._files[0] != "-" else 0
 
     def get_name(self) -> str:
@@ -62,7 +71,7 @@ class LinesDatasource(Datasource):
         import pyarrow as pa
 
         empty = self._batcher._empty_batch()
-        return pa.record_batch(empty.to_large() if self._line_type == "large" else empty).schema
+        return pa.record_batch(empty.to_large() if self._layout == "large" else empty).schema
 
     def get_read_tasks(
         self,
@@ -76,7 +85,7 @@ class LinesDatasource(Datasource):
         for start, end, rows in self._batcher._unit_splits(self._epochs, max(1, parallelism)):
             if start == end:
                 continue
-            read = _Read(self._batcher, self._epochs, (start, end), self._line_type)
+            read = _Read(self._batcher, self._epochs, (start, end), self._layout)
             meta = BlockMetadata(
                 num_rows=rows,
                 size_bytes=int(self._bytes * self._epochs * rows / lines_total),
@@ -90,16 +99,26 @@ class LinesDatasource(Datasource):
 class _Read:
     """One read task: a picklable callable (the batcher pickles as its paths and options)."""
 
-    def __init__(self, batcher: MmapBatcher, epochs: int, units: tuple[int, int], line_type: Literal["large", "view"]) -> None:
-        self.batcher, self.epochs, self.units, self.line_type = batcher, epochs, units, line_type
+    def __init__(self, batcher: MmapBatcher, epochs: int, units: tuple[int, int], layout: Literal["large", "view"]) -> None:
+        self.batcher, self.epochs, self.units, self.layout = batcher, epochs, units, layout
 
     def __call__(self) -> Iterator[pyarrow.Table]:
         import pyarrow as pa
 
         b = self.batcher
-        batches = b._scan(b.columns, (0, self.epochs), (0, b.num_batches), self.units, self.line_type)
+        batches = b._scan(b.columns, (0, self.epochs), (0, b.num_batches), self.units, self.layout)
         for ab in batches:
-            yield pa.table(ab if self.line_type == "large" else ab.compact())
+            yield pa.table(ab if self.layout == "large" else ab.compact())
+
+
+def _renamed(layout: Literal["large", "view"], line_type: Literal["large", "view"] | None, default: str) -> Literal["large", "view"]:
+    """``layout``, or the deprecated ``line_type`` with a warning."""
+    if line_type is None:
+        return layout
+    if layout != default:
+        raise ValueError("line_type is the deprecated spelling of layout: pass only layout")
+    warnings.warn("line_type= is deprecated, use layout=", DeprecationWarning, stacklevel=3)
+    return line_type
 
 
 def read_lines(
@@ -110,14 +129,16 @@ def read_lines(
     seed: int | None = None,
     shuffle: bool | Literal["global", "block", "none"] = True,
     ignore_leftovers: bool = False,
-    line_type: Literal["large", "view"] = "large",
+    layout: Literal["large", "view"] = "large",
     override_num_blocks: int | None = None,
+    line_type: Literal["large", "view"] | None = None,
     **options: Any,
 ) -> ray.data.Dataset:
     """``epochs`` epochs of the line files as a ``ray.data.Dataset`` (see the module docs).
 
     Columns as ``MmapBatcher``'s Arrow batches; ``line`` is ``large_string`` (or compacted
-    ``string_view`` with ``line_type="view"``). Leftovers are kept (every line is read);
+    ``string_view`` with ``layout="view"``; ``line_type=`` is its deprecated spelling).
+    Leftovers are kept (every line is read);
     other keywords (``shuffle_block``, ``skip_blank_lines``, ...) go to ``MmapBatcher``.
     """
     import ray.data
@@ -125,5 +146,5 @@ def read_lines(
     batcher = MmapBatcher(
         paths, batch_size=batch_size, seed=seed, shuffle=shuffle, ignore_leftovers=ignore_leftovers, **options
     )
-    source = LinesDatasource(batcher, epochs, line_type)
+    source = LinesDatasource(batcher, epochs, _renamed(layout, line_type, "large"))
     return ray.data.read_datasource(source, override_num_blocks=override_num_blocks)

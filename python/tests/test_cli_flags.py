@@ -69,7 +69,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "max-rows": (["--max-rows", "2"], []),
     "max-width": (["--max-width", "8"], []),
     "output": (["--output", "out.arrows"], []),
-    "line-type": (["--line-type", "large"], []),
+    "layout": (["--layout", "large"], []),
     "offset": (["--offset"], []),
     "lines": (["--lines", "5"], ["--lines", "7"]),
     "corpus:seed": (["--lines", "7", "--seed", "2"], ["--lines", "7"]),

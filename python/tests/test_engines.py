@@ -58,7 +58,7 @@ def test_duckdb_reads_epochs_and_the_ipc_stream(corpus, tmp_path):
     for line_type in ("large", "view"):
         out = tmp_path / f"{line_type}.arrows"
         subprocess.run([CLI, "ipc", str(corpus), "-o", str(out), "--epochs", "2", "--seed", "1", "--batch-size", "512",
-                        "--keep-leftovers", "--line-type", line_type], check=True)
+                        "--keep-leftovers", "--layout", line_type], check=True)
         reader = pa.ipc.open_stream(out)  # noqa: F841 - read by DuckDB below
         got = duckdb.sql("SELECT count(*) FROM reader WHERE line LIKE '%ab%'").fetchall()[0][0]
         assert got == cli_count(corpus, "line LIKE '%ab%'")
@@ -82,7 +82,7 @@ def test_batches_that_travel_pickle_small(corpus):
     back = pickle.loads(blob)
     assert pa.record_batch(back).equals(pa.record_batch(ab))
     assert (back.epoch, back.batch) == (0, 0)
-    large = next(iter(mmb.epoch(0).record_batches(line_type="large")))
+    large = next(iter(mmb.epoch(0).record_batches(layout="large")))
     assert pa.record_batch(large).schema.field("line").type == pa.large_string()
 
 

@@ -35,8 +35,12 @@ def test_pyarrow_and_polars_read_the_stream(tmp_path):
 
 def test_view_types_option(tmp_path):
     out = tmp_path / "v.arrows"
-    run_ipc(out, "--line-type", "view")
+    run_ipc(out, "--layout", "view")
     with pa.ipc.open_stream(out) as reader:
         table = reader.read_all()
     assert table.schema.field("line").type == pa.string_view()
     assert pl.read_ipc_stream(out).height == 18
+    # The old spelling of the flag is kept as an alias.
+    old = tmp_path / "old.arrows"
+    run_ipc(old, "--line-type", "view")
+    assert old.read_bytes() == out.read_bytes()

@@ -119,7 +119,7 @@ print("ok")
     cli = subprocess.run(
         f"ulimit -n 256 && '{REPO / 'target' / 'debug' / 'mmap-batcher'}' count '{d}'/f*.txt", shell=True, capture_output=True, timeout=300
     )
-    assert cli.returncode == 0 and cli.stdout.decode().startswith("5000 served lines"), cli.stderr
+    assert cli.returncode == 0 and cli.stdout.decode().startswith("5000 kept lines"), cli.stderr
 
 
 def test_compressed_shards_serve_what_their_twins_serve(tmp_path, whole):

@@ -66,3 +66,30 @@ def test_projection_never_builds_unrequested_lines(write):
 def test_missing_file_fails_at_scan_time(tmp_path):
     with pytest.raises(FileNotFoundError):
         scan_lines(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_line_number_pushdown_reads_only_matching_lines(write, shuffle):
+    path = write(b"".join(b"row %d\n" % i for i in range(1, 61)))
+    lf = scan_lines(path, batch_size=4, shuffle=shuffle, seed=3)
+    got = lf.filter((pl.col("line_number") >= 5) & (pl.col("line_number") < 12)).select("line_number", "line").collect()
+    assert sorted(got["line_number"].to_list()) == list(range(5, 12))
+    assert sorted(got["line"].to_list(), key=lambda s: int(s.split()[1])) == [f"row {i}" for i in range(5, 12)]
+    between = lf.filter(pl.col("line_number").is_between(41, 43)).collect()
+    assert sorted(between["line_number"].to_list()) == [41, 42, 43]
+    # What the scan is handed for that predicate: only the matching lines are built, and
+    # in file order only the two batches that hold them are read.
+    mmb = MmapBatcher(path, batch_size=4, shuffle=shuffle, seed=3, ignore_leftovers=False)
+    batches = list(mmb._scan(["line_number"], (0, 1), (0, mmb.num_batches), line_numbers=(5, 12)))
+    assert sum(len(b) for b in batches) == 7
+    assert len(batches) == (2 if not shuffle else mmb.num_batches)
+
+
+def test_pushdown_parses_every_form():
+    from mmap_batcher._polars import _pushdown
+
+    c = pl.col
+    assert _pushdown(c("line_number") > 9, 2, 5).line_numbers == (10, 2**64 - 1)
+    assert _pushdown((c("line_number") <= 3) & (c("epoch") == 1), 2, 5) == ((1, 2), (0, 5), (0, 4), None)
+    assert _pushdown(c("epoch") == 2**70, 2, 5).epochs[0] <= 2**64 - 1
+    assert _pushdown(c("line") == "x", 2, 5) == ((0, 2), (0, 5), None, None)

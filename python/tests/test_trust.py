@@ -47,7 +47,7 @@ def test_globs_never_serve_our_index_files(tmp_path):
     for _ in range(3):
         mmb = MmapBatcher(str(d / "*"), batch_size=1, seed=1)
         counts.append(mmb.num_lines)
-        assert all(".mmbi" not in str(p) for p in mmb.filenames)
+        assert all(".mmbi" not in str(p) for p in mmb.paths)
     assert counts == [3, 3, 3]
     assert any(p.name.endswith(".mmbi") for p in d.iterdir())  # they are there, and skipped
 

@@ -11,7 +11,7 @@ use arrow::array::{Array, ArrayRef, BinaryViewArray, RecordBatch, RecordBatchOpt
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
-use crate::options::LineType;
+use crate::options::{LineLayout, LineType};
 pub(crate) use views::{line_array, FileView, Utf8Checked, Windows};
 
 use crate::index::LineSpan;
@@ -35,16 +35,13 @@ pub enum Column {
 }
 
 impl Column {
-    /// The columns of a single-file corpus, in schema order.
-    pub const ALL: [Column; 5] = [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch];
+    /// Every column, in schema order.
+    pub const ALL: [Column; 6] = [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch, Column::File];
 
-    /// The default columns of a corpus of `files` files.
+    /// The default columns of a corpus of `files` files: all of them, `file` only when
+    /// there are several.
     pub fn defaults(files: usize) -> Vec<Column> {
-        let mut c = Self::ALL.to_vec();
-        if files > 1 {
-            c.push(Column::File);
-        }
-        c
+        Self::ALL.into_iter().filter(|&c| c != Column::File || files > 1).collect()
     }
 
     /// The column's name.
@@ -61,7 +58,7 @@ impl Column {
 
     /// The column named `name`.
     pub fn from_name(name: &str) -> Option<Column> {
-        [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch, Column::File].into_iter().find(|c| c.name() == name)
+        Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
     /// The column's Arrow field.
@@ -156,6 +153,24 @@ pub fn to_large(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         .collect::<Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(schema, columns, &options)
+}
+
+/// `batch` laid out as `layout` says: views as they are (compacted when `compact`), or
+/// copied to `LargeUtf8` / `LargeBinary`.
+pub fn with_layout(batch: RecordBatch, layout: LineLayout, compact: bool) -> Result<RecordBatch, ArrowError> {
+    Ok(match layout {
+        LineLayout::Large => to_large(&batch)?,
+        LineLayout::View if compact => self::compact(&batch),
+        LineLayout::View => batch,
+    })
+}
+
+/// The schema of batches laid out as `layout` says.
+pub fn layout_schema(schema: SchemaRef, layout: LineLayout) -> SchemaRef {
+    match layout {
+        LineLayout::Large => large_schema(&schema),
+        LineLayout::View => schema,
+    }
 }
 
 /// The `line` column of lines read into `buffer` (each at its span): views into the

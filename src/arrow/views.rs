@@ -11,7 +11,7 @@
 //! sound because every view is made here, from the bytes it describes, with an offset and
 //! length checked to lie inside the window it names; and a `Utf8View` array is built only
 //! with a [`Utf8Checked`], whose one constructor checks, for every file the batch reads,
-//! that its index found every served line UTF-8 and that the file is unchanged since
+//! that its index found every kept line UTF-8 and that the file is unchanged since
 //! (one `fstat` each). See `source::map` for what a concurrent writer can still do.
 
 use std::sync::Arc;
@@ -91,7 +91,7 @@ pub(crate) struct Utf8Checked(());
 
 impl Utf8Checked {
     /// Checks that each of `files` is unchanged since it was indexed and that its index
-    /// found every served line UTF-8.
+    /// found every kept line UTF-8.
     pub(crate) fn check(files: &[FileView<'_>]) -> Result<Self> {
         for f in files {
             f.source.check_unchanged()?;
@@ -229,7 +229,7 @@ pub(crate) fn line_array(
             // SAFETY: every view was made by `view` from the bytes of the window it names,
             // with `offset + len` checked against that window's length above (so offsets,
             // lengths and buffer indices are in bounds and prefixes match); the
-            // `Utf8Checked` proves that every served line is UTF-8 in this version of each
+            // `Utf8Checked` proves that every kept line is UTF-8 in this version of each
             // file *as the index cuts it*, and `Cuts` that each line here is cut so: by
             // this process's own build, at line boundaries of a file UTF-8 throughout
             // (checked per line), or validated.

@@ -18,7 +18,7 @@ use arrow::array::StringArray;
 use crate::arrow::Column;
 use crate::corpus::Corpus;
 use crate::error::{Error, Result};
-use crate::index::{IndexStatus, Utf8Verdict, MAX_LINE_LEN};
+use crate::index::{IndexStatus, Utf8Verdict};
 use crate::options::Options;
 use crate::order::EpochOrder;
 use crate::source::{Cancel, NeverCancel};
@@ -82,21 +82,11 @@ impl Batcher {
     /// indexed since the last call (from several threads; the files' size is the total)
     /// and asking `cancel` now and then whether to stop.
     pub fn open_with(paths: &[PathBuf], options: Options, progress: &(dyn Fn(u64) + Sync), cancel: &dyn Cancel) -> Result<Self> {
-        Self::open_with_limit(paths, options, MAX_LINE_LEN, progress, cancel)
-    }
-
-    pub(crate) fn open_with_limit(
-        paths: &[PathBuf],
-        options: Options,
-        max_line_len: u64,
-        progress: &(dyn Fn(u64) + Sync),
-        cancel: &dyn Cancel,
-    ) -> Result<Self> {
         options.validate()?;
         if paths.is_empty() {
             return Err(Error::NoInput { pattern: "(empty list of inputs)".into() });
         }
-        let corpus = Corpus::open(paths, &options, max_line_len, progress, cancel)?;
+        let corpus = Corpus::open(paths, &options, progress, cancel)?;
         let seed = options.seed.unwrap_or_else(random_seed);
         let file_names = Arc::new(StringArray::from_iter_values(corpus.paths().map(|p| p.to_string_lossy().into_owned())));
         Ok(Batcher { inner: Arc::new(Inner { corpus, options, seed, file_names, identity: Default::default() }) })
@@ -147,7 +137,7 @@ impl Batcher {
         self.inner.corpus.index_status(f)
     }
 
-    /// Whether every served line of file `f` is UTF-8 (known from its index).
+    /// Whether every kept line of file `f` is UTF-8 (known from its index).
     pub fn utf8_verdict(&self, f: usize) -> Utf8Verdict {
         self.inner.corpus.utf8(f)
     }
@@ -260,7 +250,7 @@ impl Batcher {
         (0..count).map(move |e| self.epoch(e))
     }
 
-    /// Checks that every served line is UTF-8 (known from the indexes): the error names
+    /// Checks that every kept line is UTF-8 (known from the indexes): the error names
     /// the first bad line.
     pub fn validate_utf8(&self) -> Result<()> {
         for f in 0..self.num_files() {

@@ -2,20 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::{Batcher, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle};
-use clap::ValueEnum;
+use crate::{Batcher, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle, ShuffleMode};
 
 use crate::cli::error::{notice, CliError, CliResult};
-
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum ShuffleMode {
-    /// A uniform permutation of all lines (random reads over the whole file).
-    Global,
-    /// Blocks in random order, lines shuffled within windows of blocks (streams files larger than memory).
-    Block,
-    /// File order.
-    None,
-}
 
 /// Which lines are kept and where their index lives: options of every command that opens
 /// files, from `count` to `sql`.
@@ -116,11 +105,8 @@ impl FileArgs {
     /// The options these arguments ask for; `keep_leftovers_by_default` for commands that
     /// should see every line (sql).
     pub fn options(&self, keep_leftovers_by_default: bool) -> CliResult<Options> {
-        let shuffle = match (self.no_shuffle, self.shuffle) {
-            (true, _) | (_, ShuffleMode::None) => Shuffle::None,
-            (_, ShuffleMode::Global) => Shuffle::Global,
-            (_, ShuffleMode::Block) => Shuffle::Block { block_bytes: self.shuffle_block, window_blocks: self.shuffle_window },
-        };
+        let mode = if self.no_shuffle { ShuffleMode::None } else { self.shuffle };
+        let shuffle = Shuffle::of(mode, self.shuffle_block, self.shuffle_window);
         let options = self.keep.apply(Options {
             batch_size: self.batch_size,
             shuffle,

@@ -68,7 +68,7 @@ fn bytes_per_line(b: &Batcher) -> String {
     format!("{:.1}", bytes as f64 / lines as f64)
 }
 
-/// Index bytes per served line: 8 per record, plus the sentinel and side lists.
+/// Index bytes per kept line: 8 per record, plus the sentinel and side lists.
 fn index_bytes_per_line(b: &Batcher, f: usize) -> String {
     let lines = b.file_lines(f);
     let n = (lines.end - lines.start).max(1);
@@ -98,7 +98,7 @@ pub fn index(a: IndexArgs) -> CliResult {
 pub fn count(a: CountArgs) -> CliResult {
     let b = a.input.open()?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{} served lines, {} physical lines", b.num_lines(), b.physical_lines())?;
+    writeln!(out, "{} kept lines, {} physical lines", b.num_lines(), b.physical_lines())?;
     Ok(())
 }
 
@@ -109,17 +109,17 @@ pub fn info(a: InfoArgs) -> CliResult {
         let id = b.identity(f);
         let lines = b.file_lines(f);
         let utf8 = match b.utf8_verdict(f) {
-            Utf8Verdict::Valid => "every served line is valid UTF-8".to_string(),
-            Utf8Verdict::Invalid { offset, .. } => format!("not UTF-8 (first bad byte of a served line at offset {offset}; serve it with --binary)"),
+            Utf8Verdict::Valid => "every kept line is valid UTF-8".to_string(),
+            Utf8Verdict::Invalid { offset, .. } => format!("not UTF-8 (first bad byte of a kept line at offset {offset}; serve it with --binary)"),
         };
         writeln!(out, "{}", path.display())?;
         writeln!(out, "  size:        {} bytes", id.size)?;
         writeln!(out, "  lines:       {} served", lines.end - lines.start)?;
         writeln!(out, "  index:       {}", status(b.index_status(f)))?;
-        writeln!(out, "  index size:  {} bytes per served line", index_bytes_per_line(&b, f))?;
+        writeln!(out, "  index size:  {} bytes per kept line", index_bytes_per_line(&b, f))?;
         writeln!(out, "  utf-8:       {utf8}")?;
     }
-    writeln!(out, "total: {} served lines, {} physical lines, {} bytes per served line", b.num_lines(), b.physical_lines(), bytes_per_line(&b))?;
+    writeln!(out, "total: {} kept lines, {} physical lines, {} bytes per kept line", b.num_lines(), b.physical_lines(), bytes_per_line(&b))?;
     Ok(())
 }
 

@@ -17,18 +17,18 @@ use datafusion::physical_plan::metrics::{BaselineMetrics, Count, ExecutionPlanMe
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream};
 
-use super::pushdown::{intersect, Allowed};
 use crate::arrow::{schema, Column};
 use crate::batcher::Batcher;
 use crate::error::Result;
 use crate::plan::Units;
+use crate::select::{RowFilter, Selection};
 use crate::stream::BatchStream;
 
 /// What a scan was asked for.
 pub(crate) struct ScanRequest {
     pub batcher: Batcher,
     pub epochs: u64,
-    pub allowed: Vec<Allowed>,
+    pub filter: RowFilter,
     pub columns: Vec<Column>,
     pub limit: Option<usize>,
     pub compact: bool,
@@ -91,56 +91,8 @@ pub struct LinesExec {
 impl LinesExec {
     pub(crate) fn new(req: ScanRequest) -> Result<Self> {
         let b = &req.batcher;
-        let mut epochs = 0..req.epochs;
-        let mut batches = 0..b.num_batches();
-        let mut lines = 0..u64::MAX;
-        let mut files: Option<Vec<usize>> = None;
-        for a in &req.allowed {
-            match a {
-                Allowed::Epochs(r) => epochs = intersect(&epochs, r),
-                Allowed::Batches(r) => batches = intersect(&batches, r),
-                Allowed::LineNumbers(r) => lines = intersect(&lines, r),
-                Allowed::File(path) => {
-                    let matching: Vec<usize> = b.paths().enumerate().filter(|(_, p)| p.to_string_lossy() == path.as_str()).map(|(f, _)| f).collect();
-                    files = Some(match files {
-                        Some(prev) => prev.into_iter().filter(|f| matching.contains(f)).collect(),
-                        None => matching,
-                    });
-                }
-            }
-        }
-        let allowed: Option<Arc<[Range<u64>]>> = if lines != (0..u64::MAX) || files.is_some() {
-            let mut ranges = Vec::new();
-            let files = files.unwrap_or_else(|| (0..b.num_files()).collect());
-            for f in files {
-                let ids = b.file_lines(f);
-                let (lo, hi) = if lines == (0..u64::MAX) {
-                    (0, ids.end - ids.start)
-                } else {
-                    let file = b.corpus().file(f)?;
-                    let hi = if lines.end == u64::MAX { file.index.len() } else { file.index.first_at_or_after_line(lines.end) };
-                    (file.index.first_at_or_after_line(lines.start), hi)
-                };
-                if lo < hi {
-                    ranges.push(ids.start + lo..ids.start + hi);
-                }
-            }
-            ranges.sort_by_key(|r| r.start);
-            if !b.options().shuffle.is_shuffled() {
-                // File order: line id k sits in batch k / batch_size, so skip whole batches.
-                let size = b.options().batch_size as u64;
-                let hull = match (ranges.first(), ranges.last()) {
-                    (Some(first), Some(last)) => first.start / size..last.end.div_ceil(size),
-                    _ => 0..0,
-                };
-                batches = intersect(&batches, &hull);
-            }
-            Some(ranges.into())
-        } else {
-            None
-        };
+        let Selection { units, lines: allowed } = req.filter.select(b, req.epochs)?;
         let schema = schema(&req.columns, b.options().line_type);
-        let units = Units { epochs, batches };
         let splits = units.split(req.partitions);
         let properties = Arc::new(Self::properties_for(&schema, &req.columns, splits.len()));
         let plan = Arc::new(ScanPlan { batcher: req.batcher, units, allowed, columns: req.columns, compact: req.compact });
@@ -262,7 +214,7 @@ impl PartitionScan {
                 continue;
             }
             let rows = ready.located.len().min(self.rows_left);
-            let rb = ready.located.record_batch(&self.plan.batcher, ready.batch.epoch(), ready.batch.number(), &self.plan.columns)?;
+            let rb = ready.to_record_batch(&self.plan.columns)?;
             let rb = if rows < rb.num_rows() { rb.slice(0, rows) } else { rb };
             self.rows_left -= rows;
             if self.plan.columns.contains(&Column::Line) {

@@ -1,6 +1,7 @@
 //! Which filters a scan answers exactly, and how they narrow it: comparisons of `epoch`,
 //! `batch` and `line_number` with integer literals, and `file = 'path'`. Decided per filter
-//! ([`filter_range`] is `Some` exactly for the filters the table reports as `Exact`).
+//! ([`filter_range`] is `Some` exactly for the filters the table reports as `Exact`); what
+//! they allow narrows the core's [`RowFilter`], which the Polars scan shares.
 
 use std::ops::Range;
 
@@ -8,6 +9,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 
 use crate::arrow::Column;
+use crate::select::RowFilter;
 
 /// What one pushed-down filter allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,18 @@ pub(crate) enum Allowed {
     LineNumbers(Range<u64>),
     /// Lines of the file with this path.
     File(String),
+}
+
+impl Allowed {
+    /// `filter` narrowed to what this allows.
+    pub(crate) fn narrow(self, filter: RowFilter) -> RowFilter {
+        match self {
+            Allowed::Epochs(r) => filter.epochs(r),
+            Allowed::Batches(r) => filter.batches(r),
+            Allowed::LineNumbers(r) => filter.line_numbers(r),
+            Allowed::File(path) => filter.files([path]),
+        }
+    }
 }
 
 /// `Some` when `expr` is a filter answered exactly from the index.
@@ -124,10 +138,4 @@ fn op_range(op: Operator, v: i128) -> Option<Range<u64>> {
         Operator::GtEq => clamp(v)..u64::MAX,
         _ => return None,
     })
-}
-
-/// The intersection of two half-open ranges (empty ranges start where they would).
-pub(crate) fn intersect(a: &Range<u64>, b: &Range<u64>) -> Range<u64> {
-    let start = a.start.max(b.start);
-    start..a.end.min(b.end).max(start)
 }

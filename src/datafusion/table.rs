@@ -35,11 +35,12 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::exec::{LinesExec, ScanRequest};
-use super::pushdown::{filter_range, Allowed};
+use super::pushdown::filter_range;
 use crate::arrow::{schema, Column};
 use crate::batcher::Batcher;
 use crate::error::{Error, Result};
 use crate::options::LineType;
+use crate::select::RowFilter;
 
 /// Whether scans hand out zero-copy `line` views or compact copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -131,8 +132,8 @@ impl LinesTable {
             // Fail at planning time with the file's own message rather than mid-stream.
             self.batcher.validate_utf8()?;
         }
-        let allowed: Vec<Allowed> = filters.iter().filter_map(filter_range).collect();
-        LinesExec::new(ScanRequest { batcher: self.batcher.clone(), epochs: self.epochs, allowed, columns, limit, compact, partitions })
+        let filter = filters.iter().filter_map(filter_range).fold(RowFilter::default(), |f, allowed| allowed.narrow(f));
+        LinesExec::new(ScanRequest { batcher: self.batcher.clone(), epochs: self.epochs, filter, columns, limit, compact, partitions })
     }
 }
 

@@ -127,7 +127,7 @@ struct HalfResult {
     first_kept: Option<(u64, u64)>,
     /// End offset of the last kept line in scan order (the tail's last line).
     last_end: u64,
-    /// File offset of the first invalid UTF-8 byte of a served line (the lowest found).
+    /// File offset of the first invalid UTF-8 byte of a kept line (the lowest found).
     bad_utf8: Option<u64>,
     /// A skipped line holds an invalid UTF-8 byte.
     skipped_invalid: bool,

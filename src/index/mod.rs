@@ -117,7 +117,7 @@ impl LineIndex {
         self.meta.head.physical + self.meta.tail.physical
     }
 
-    /// Whether every served line is UTF-8.
+    /// Whether every kept line is UTF-8.
     pub fn utf8(&self) -> Utf8Verdict {
         self.meta.utf8
     }
@@ -455,7 +455,6 @@ impl IndexStatus {
 pub(crate) struct IndexRequest<'a> {
     pub rules: KeepRules,
     pub cache: &'a crate::options::IndexCache,
-    pub max_line_len: u64,
     pub progress: &'a (dyn Fn(u64) + Sync),
     pub cancel: &'a dyn crate::source::Cancel,
     /// The file comes from disk: request the build's reads ahead.
@@ -492,9 +491,9 @@ pub(crate) fn open_index(
             source.bytes()
         };
         let hooks = if req.from_copy { build::Hooks { read_ahead: None, release: None, ..hooks } } else { hooks };
-        LineIndex::build(bytes, req.rules, req.max_line_len, hooks).map_err(|e| match e {
+        LineIndex::build(bytes, req.rules, MAX_LINE_LEN, hooks).map_err(|e| match e {
             build::BuildError::TooLong { line_number, length } => {
-                crate::Error::LineTooLong { path: path.to_path_buf(), line_number, length, limit: req.max_line_len }
+                crate::Error::LineTooLong { path: path.to_path_buf(), line_number, length, limit: MAX_LINE_LEN }
             }
             build::BuildError::Memory(e) => crate::Error::from_io(path, e),
             build::BuildError::Interrupted => crate::Error::Interrupted { path: path.to_path_buf() },

@@ -1,4 +1,4 @@
-//! The UTF-8 check of served lines, made while indexing (the same pass reads each segment
+//! The UTF-8 check of kept lines, made while indexing (the same pass reads each segment
 //! of the file once, for newlines and then for UTF-8, while it is in cache) and kept in
 //! the index, so it is never repeated for a file whose identity is unchanged.
 //!
@@ -6,12 +6,12 @@
 //! validating them, so an invalid view would be undefined behaviour downstream); skipped
 //! lines (comments, blanks) may hold any bytes.
 
-/// What the index knows of the served lines' UTF-8.
+/// What the index knows of the kept lines' UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Utf8Verdict {
-    /// Every served line is valid UTF-8.
+    /// Every kept line is valid UTF-8.
     Valid,
-    /// Served line `line_id` holds the file's first invalid byte of a served line, at
+    /// Kept line `line_id` holds the file's first invalid byte of a kept line, at
     /// file offset `offset`.
     Invalid {
         /// The line's position in the index.
