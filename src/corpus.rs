@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::arrow::Windows;
 use crate::error::{Error, Result};
 use crate::index::{open_index, IndexRequest, IndexStatus, LineIndex, LineSpan, Utf8Verdict};
-use crate::options::{KeepRules, Options, Shuffle};
+use crate::options::{FilePolicy, LineType, Options, Shuffle};
 use crate::order::BlockLayout;
 use crate::source::{Cancel, Identity, ResolvedIo, SourceFile};
 
@@ -59,19 +59,25 @@ pub(crate) struct Corpus {
     entries: Vec<Entry>,
     /// `first[f]`: the id of file `f`'s first line; `first[len]`: the total.
     first: Vec<u64>,
-    rules: KeepRules,
+    /// The options of the open, for re-opening an unmapped file the same way.
+    options: Options,
     io: ResolvedIo,
     max_open: usize,
     open_count: AtomicUsize,
     clock: AtomicU64,
     blocks: BlockLayout,
-    /// Notices of the open (stale indexes rebuilt, indexes kept in memory).
+    /// Notices of the open (stale indexes rebuilt, indexes kept in memory, files skipped).
     notices: Vec<String>,
+    /// Files left out under `on_bad_file = Skip`, with why.
+    skipped: Vec<(PathBuf, String)>,
 }
 
 impl Corpus {
     /// Opens and indexes every file of `paths`, on all cores for many files.
     pub(crate) fn open(paths: &[PathBuf], options: &Options, progress: &(dyn Fn(u64) + Sync), cancel: &dyn Cancel) -> Result<Self> {
+        let mut notices = Vec::new();
+        let unique = served_once(paths, options.on_duplicate_file, &mut notices)?;
+        let paths = &unique[..];
         let keep_open = paths.len() <= options.max_open_files;
         // Decided before any file is mapped: the index build's reads already come in the
         // page sizes the epochs want (the kernel keeps cached pages at the size read).
@@ -95,6 +101,12 @@ impl Corpus {
         let open_one = |path: &Path| -> Result<Opened> {
             let mut notices = Vec::new();
             let file = open_file(path, options, io, progress, cancel, &mut notices, None)?;
+            if let (Utf8Verdict::Invalid { line_id, offset }, FilePolicy::Skip, LineType::Utf8) =
+                (file.index.utf8(), options.on_bad_file, options.line_type)
+            {
+                // Skipped now rather than failing its first batch later.
+                return Err(Error::InvalidUtf8 { path: path.to_path_buf(), line_number: file.index.line_number(line_id), byte_offset: offset });
+            }
             let cuts = block_bytes.map_or_else(Vec::new, |b| block_cuts(&file.index, file.source.bytes().len() as u64, b));
             let status = file.index_status.clone();
             let entry = Entry {
@@ -129,7 +141,8 @@ impl Corpus {
                             break;
                         }
                         let r = open_one(&paths[i]);
-                        let failed = r.is_err();
+                        let skip = options.on_bad_file == FilePolicy::Skip;
+                        let failed = r.as_ref().is_err_and(|e| !(skip && e.is_bad_file()));
                         *lock(&slots[i]) = Some(r);
                         if failed {
                             // Stop the others early: the first error in path order wins below.
@@ -145,7 +158,8 @@ impl Corpus {
         let mut entries = Vec::with_capacity(paths.len());
         let mut first = vec![0u64];
         let mut all_cuts = vec![0u64];
-        let mut notices = Vec::new();
+        let mut skipped: Vec<(PathBuf, String)> = Vec::new();
+        let mut first_bad: Option<Error> = None;
         if untrusted > 0 {
             notices.push(format!(
                 "{untrusted} of the files can be written by another user: their lines are read into memory and \
@@ -155,7 +169,14 @@ impl Corpus {
         for result in results {
             // A file not reached because an earlier one failed: report that earlier error.
             let Some(result) = result else { continue };
-            let mut opened = result?;
+            let mut opened = match result {
+                Err(e) if options.on_bad_file == FilePolicy::Skip && e.is_bad_file() => {
+                    skipped.push((e.path().map(Path::to_path_buf).unwrap_or_default(), e.to_string()));
+                    first_bad.get_or_insert(e);
+                    continue;
+                }
+                r => r?,
+            };
             notices.append(&mut opened.notices);
             let base = *first.last().unwrap_or(&0);
             all_cuts.extend(opened.cuts.iter().map(|c| base + c));
@@ -163,21 +184,29 @@ impl Corpus {
             first.push(base + opened.lines);
             entries.push(opened.entry);
         }
-        if entries.len() != paths.len() {
-            return Err(Error::NoInput { pattern: "(inputs)".into() });
+        if entries.is_empty() {
+            // Every file was bad: the first one's error says why.
+            return Err(first_bad.unwrap_or(Error::NoInput { pattern: "(inputs)".into() }));
+        }
+        if entries.len() + skipped.len() != paths.len() {
+            return Err(Error::Internal { message: "a file of the corpus was neither opened nor skipped".into() });
+        }
+        if !skipped.is_empty() {
+            notices.push(skipped_notice(&skipped));
         }
         let open_count = entries.iter().filter(|e| lock(&e.open).is_some()).count();
         let n = *first.last().unwrap_or(&0);
         let corpus = Corpus {
             entries,
             first,
-            rules: options.keep_rules(),
+            options: options.clone(),
             io,
             max_open: options.max_open_files,
             open_count: AtomicUsize::new(open_count),
             clock: AtomicU64::new(0),
             blocks: if block_bytes.is_some() { BlockLayout::from_starts(all_cuts) } else { BlockLayout::single(n) },
             notices,
+            skipped,
         };
         Ok(corpus)
     }
@@ -226,6 +255,10 @@ impl Corpus {
         &self.notices
     }
 
+    pub(crate) fn skipped(&self) -> &[(PathBuf, String)] {
+        &self.skipped
+    }
+
     /// The line-id range of file `f`.
     pub(crate) fn file_lines(&self, f: usize) -> std::ops::Range<u64> {
         self.first[f]..self.first[f + 1]
@@ -253,9 +286,8 @@ impl Corpus {
             }
         }
         let mut notices = Vec::new();
-        let options = Options { index_cache: crate::options::IndexCache::Auto, ..Options::default() };
-        let options = Options { skip_blank_lines: self.rules.skip_blank_lines, comment_char: self.rules.comment_char, ..options };
-        let file = open_file(&entry.path, &options, self.io, &|_| {}, &crate::source::NeverCancel, &mut notices, entry.status.path())?;
+        // The same keep rules, I/O and trust as at the open; the index file found then.
+        let file = open_file(&entry.path, &self.options, self.io, &|_| {}, &crate::source::NeverCancel, &mut notices, entry.status.path())?;
         if let Some(what) = entry.identity.difference(file.source.identity()) {
             return Err(Error::FileChanged { path: entry.path.clone(), what });
         }
@@ -293,6 +325,57 @@ impl Corpus {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind: keep using it.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `paths` with every file reached a second time (same device and inode: a symlink, a
+/// hard link, overlapping globs; `-` twice) left out and named in a notice, or an error.
+fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen: std::collections::HashMap<(u64, u64), &PathBuf> = std::collections::HashMap::new();
+    let mut stdin: Option<&PathBuf> = None;
+    let mut unique = Vec::with_capacity(paths.len());
+    let mut twice: Vec<(&PathBuf, &PathBuf)> = Vec::new();
+    for p in paths {
+        let first = if p.as_os_str() == "-" {
+            stdin.replace(p)
+        } else {
+            // A missing file is reported when opened, with the usual error.
+            match std::fs::metadata(p) {
+                Ok(m) => match seen.entry((m.dev(), m.ino())) {
+                    std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(p);
+                        None
+                    }
+                },
+                Err(_) => None,
+            }
+        };
+        match first {
+            Some(first) if policy == FilePolicy::Error => {
+                return Err(Error::DuplicateInput { path: p.clone(), first: first.clone(), second: p.clone() });
+            }
+            Some(first) => twice.push((p, first)),
+            None => unique.push(p.clone()),
+        }
+    }
+    if !twice.is_empty() {
+        let shown: Vec<String> = twice.iter().take(5).map(|(p, first)| format!("{} (= {})", p.display(), first.display())).collect();
+        let more = if twice.len() > 5 { format!(", and {} more", twice.len() - 5) } else { String::new() };
+        notices.push(format!(
+            "{} file(s) reached twice served once: {}{more} (on_duplicate_file=\"error\" / --error-on-duplicate-files to refuse)",
+            twice.len(),
+            shown.join(", ")
+        ));
+    }
+    Ok(unique)
+}
+
+/// The notice of files left out under `on_bad_file = Skip`: how many, and the first few.
+fn skipped_notice(skipped: &[(PathBuf, String)]) -> String {
+    let shown: Vec<&str> = skipped.iter().take(3).map(|(_, why)| why.as_str()).collect();
+    let more = if skipped.len() > 3 { format!("; and {} more", skipped.len() - 3) } else { String::new() };
+    format!("{} file(s) skipped (on_bad_file=\"skip\" / --skip-bad-files): {}{more}", skipped.len(), shown.join("; "))
 }
 
 /// Opens, indexes and checks one file. `index_path`: the index file to use (a re-open).

@@ -58,7 +58,7 @@ pub enum Error {
     /// A line that would be served as a string is not valid UTF-8.
     #[error(
         "{path}: line {line_number} is not valid UTF-8 (first bad byte at file offset {byte_offset}); \
-         use the binary line type (BinaryView / raw bytes) to serve arbitrary bytes"
+         serve it as bytes with --binary / binary=True, or leave such files out with --skip-bad-files / on_bad_file=\"skip\""
     )]
     InvalidUtf8 { path: PathBuf, line_number: u64, byte_offset: u64 },
 
@@ -136,6 +136,28 @@ impl Error {
             | Error::InvalidState { .. }
             | Error::Internal { .. }
             | Error::Arrow { .. } => None,
+        }
+    }
+
+    /// An error that makes one file unservable while the others can be served: what
+    /// `on_bad_file = Skip` skips. Running out of memory or descriptors is not one (the
+    /// next file would fail the same way), nor is an interruption.
+    pub fn is_bad_file(&self) -> bool {
+        match self {
+            Error::NotFound { .. }
+            | Error::IsADirectory { .. }
+            | Error::PermissionDenied { .. }
+            | Error::NotRegularFile { .. }
+            | Error::LineTooLong { .. }
+            | Error::InvalidUtf8 { .. }
+            | Error::FileChanged { .. }
+            | Error::Compressed { .. } => true,
+            Error::Io { source, .. } => {
+                use rustix::io::Errno;
+                let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOMEM].map(Errno::raw_os_error);
+                !source.raw_os_error().is_some_and(|e| exhausted.contains(&e))
+            }
+            _ => false,
         }
     }
 

@@ -8,8 +8,10 @@
 
 use std::io::Write;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::writer::StreamWriter;
+use arrow::error::ArrowError;
+use arrow::ipc::writer::{FileWriter, StreamWriter};
 
 use crate::arrow::{layout_schema, schema, with_layout, Column};
 use crate::batcher::Batcher;
@@ -48,9 +50,72 @@ pub fn ipc_schema(batcher: &Batcher, columns: &[Column], layout: LineLayout) -> 
 /// # Ok::<(), mmap_batcher::Error>(())
 /// ```
 pub fn write_ipc_stream(batcher: &Batcher, epochs: u64, shard: Shard, columns: &[Column], layout: LineLayout, out: impl Write) -> Result<IpcSummary> {
-    let arrow_err = |source| Error::Arrow { context: batcher.path().display().to_string(), source };
     let schema = ipc_schema(batcher, columns, layout);
-    let mut writer = StreamWriter::try_new(out, &schema).map_err(arrow_err)?;
+    let writer = StreamWriter::try_new(out, &schema).map_err(arrow_error(batcher))?;
+    write_batches(batcher, epochs, shard, columns, layout, writer)
+}
+
+/// Like [`write_ipc_stream`], in the Arrow IPC *file* format: a footer indexes the
+/// batches, so readers that open files (`pyarrow.ipc.open_file`, `polars.scan_ipc`,
+/// DuckDB) can seek. Needs a file, not a pipe, to be useful; written front to back all
+/// the same.
+///
+/// ```
+/// # use std::io::Write;
+/// # let mut f = tempfile::NamedTempFile::new().unwrap();
+/// # for i in 0..10 { writeln!(f, "row {i}").unwrap(); }
+/// use mmap_batcher::{write_ipc_file, Batcher, IndexCache, LineLayout, Options, Shard};
+/// let b = Batcher::open(f.path(), Options { batch_size: 4, index_cache: IndexCache::Off, ..Default::default() })?;
+/// let mut bytes = Vec::new();
+/// write_ipc_file(&b, 1, Shard::WHOLE, &b.default_columns(), LineLayout::View, &mut bytes)?;
+/// let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+/// assert_eq!(reader.num_batches(), 2);
+/// # Ok::<(), mmap_batcher::Error>(())
+/// ```
+pub fn write_ipc_file(batcher: &Batcher, epochs: u64, shard: Shard, columns: &[Column], layout: LineLayout, out: impl Write) -> Result<IpcSummary> {
+    let schema = ipc_schema(batcher, columns, layout);
+    let writer = FileWriter::try_new(out, &schema).map_err(arrow_error(batcher))?;
+    write_batches(batcher, epochs, shard, columns, layout, writer)
+}
+
+/// The two IPC writers, as the loop below uses them.
+trait IpcWriter {
+    fn write(&mut self, batch: &RecordBatch) -> std::result::Result<(), ArrowError>;
+    fn finish(&mut self) -> std::result::Result<(), ArrowError>;
+}
+
+impl<W: Write> IpcWriter for StreamWriter<W> {
+    fn write(&mut self, batch: &RecordBatch) -> std::result::Result<(), ArrowError> {
+        StreamWriter::write(self, batch)
+    }
+    fn finish(&mut self) -> std::result::Result<(), ArrowError> {
+        StreamWriter::finish(self)
+    }
+}
+
+impl<W: Write> IpcWriter for FileWriter<W> {
+    fn write(&mut self, batch: &RecordBatch) -> std::result::Result<(), ArrowError> {
+        FileWriter::write(self, batch)
+    }
+    fn finish(&mut self) -> std::result::Result<(), ArrowError> {
+        FileWriter::finish(self)
+    }
+}
+
+fn arrow_error(batcher: &Batcher) -> impl Fn(ArrowError) -> Error + '_ {
+    |source| Error::Arrow { context: batcher.path().display().to_string(), source }
+}
+
+/// Epochs `0..epochs` of this shard, each batch laid out and written.
+fn write_batches(
+    batcher: &Batcher,
+    epochs: u64,
+    shard: Shard,
+    columns: &[Column],
+    layout: LineLayout,
+    mut writer: impl IpcWriter,
+) -> Result<IpcSummary> {
+    let arrow_err = arrow_error(batcher);
     let mut summary = IpcSummary::default();
     let (per_epoch, even) = (batcher.num_batches(), batcher.options().even_shards);
     let units = (0..epochs).flat_map(move |e| {
@@ -60,11 +125,11 @@ pub fn write_ipc_stream(batcher: &Batcher, epochs: u64, shard: Shard, columns: &
     for ready in BatchStream::new(batcher, units) {
         let ready = ready?;
         let rb = ready.to_record_batch(columns)?;
-        let rb = with_layout(rb, layout, true).map_err(arrow_err)?;
-        writer.write(&rb).map_err(arrow_err)?;
+        let rb = with_layout(rb, layout, true).map_err(&arrow_err)?;
+        writer.write(&rb).map_err(&arrow_err)?;
         summary.batches += 1;
         summary.rows += rb.num_rows() as u64;
     }
-    writer.finish().map_err(arrow_err)?;
+    writer.finish().map_err(&arrow_err)?;
     Ok(summary)
 }

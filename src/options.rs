@@ -74,6 +74,19 @@ pub enum LineLayout {
 
 choice!(LineLayout, "layout", [("large", LineLayout::Large), ("view", LineLayout::View)]);
 
+/// What to do with a file that cannot be served, or is given twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilePolicy {
+    /// Fail the open, naming the file.
+    #[default]
+    Error,
+    /// Leave the file out, with a notice naming it.
+    Skip,
+}
+
+choice!(FilePolicy, "a file policy (on_bad_file, on_duplicate_file)", [("error", FilePolicy::Error), ("skip", FilePolicy::Skip)]);
+
 /// Which order an epoch serves, without its parameters (what `--shuffle` and
 /// `shuffle="block"` name); [`Shuffle::of`] adds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +214,10 @@ pub struct Options {
     pub skip_blank_lines: bool,
     /// Skip lines whose first byte is this byte (no whitespace is stripped first). `None`: no comments.
     pub comment_char: Option<u8>,
+    /// Skip the first this many physical lines of each file (CSV/TSV headers), whatever
+    /// they hold. Line numbers stay the file's own.
+    #[serde(default)]
+    pub header_lines: u64,
     /// The shuffle seed. `None` picks one at open time from the OS; read it back with
     /// [`Batcher::seed`](crate::Batcher::seed) to reproduce a run.
     pub seed: Option<u64>,
@@ -213,7 +230,8 @@ pub struct Options {
     /// How reads are planned.
     pub io: IoPolicy,
     /// At most this many files of a many-file corpus are mapped at once (least recently
-    /// used ones are unmapped; batches keep the maps they point into alive).
+    /// used ones are unmapped; batches keep the maps they point into alive). The default,
+    /// [`Options::default_max_open_files`], fits the process's descriptor limit.
     pub max_open_files: usize,
     /// Serve zero-copy views into the map even of files that another user can write (not
     /// owned by this process's user, or writable by group or others). Off by default: such a
@@ -222,6 +240,15 @@ pub struct Options {
     /// buffers of the batch's own and validated there. See the README's trust model.
     #[serde(default)]
     pub trust_files: bool,
+    /// Files that cannot be served (unreadable, not regular, compressed badly, not UTF-8
+    /// on the string path, a line too long): an error (the default), or skipped and listed
+    /// in [`Batcher::skipped_files`](crate::Batcher::skipped_files) and a notice.
+    #[serde(default)]
+    pub on_bad_file: FilePolicy,
+    /// A file reached twice (a symlink, a hard link, overlapping globs): served once with
+    /// a notice naming both paths (the default), or an error.
+    #[serde(default)]
+    pub on_duplicate_file: FilePolicy,
 }
 
 impl Default for Options {
@@ -233,13 +260,16 @@ impl Default for Options {
             even_shards: false,
             skip_blank_lines: true,
             comment_char: Some(b'#'),
+            header_lines: 0,
             seed: None,
             keep_terminator: false,
             line_type: LineType::Utf8,
             index_cache: IndexCache::Auto,
             io: IoPolicy::Auto,
-            max_open_files: 128,
+            max_open_files: Self::default_max_open_files(),
             trust_files: false,
+            on_bad_file: FilePolicy::Error,
+            on_duplicate_file: FilePolicy::Skip,
         }
     }
 }
@@ -251,18 +281,32 @@ pub struct KeepRules {
     pub skip_blank_lines: bool,
     /// See [`Options::comment_char`].
     pub comment_char: Option<u8>,
+    /// See [`Options::header_lines`].
+    pub header_lines: u64,
 }
 
 impl KeepRules {
     /// A short tag naming these rules in index file names, so that indexes built under
-    /// different rules live side by side: `b1-c23` (skip blanks, comment byte 0x23).
+    /// different rules live side by side: `b1-c23` (skip blanks, comment byte 0x23), and
+    /// `-h1` with one header line.
     pub fn tag(&self) -> String {
         let comment = self.comment_char.map_or_else(|| "none".to_string(), |c| format!("{c:02x}"));
-        format!("b{}-c{comment}", u8::from(self.skip_blank_lines))
+        let header = if self.header_lines > 0 { format!("-h{}", self.header_lines) } else { String::new() };
+        format!("b{}-c{comment}{header}", u8::from(self.skip_blank_lines))
     }
 }
 
 impl Options {
+    /// The default `max_open_files`: half of what the descriptor limit (`RLIMIT_NOFILE`,
+    /// `ulimit -n`) leaves after 64 for everything else — each mapped file holds its own
+    /// descriptor and an index file's map — at least 16, and at most 16,384 (two maps a
+    /// file stay well under the kernel's default 65,530 maps per process).
+    pub fn default_max_open_files() -> usize {
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+        let budget = soft.saturating_sub(64) / 2;
+        usize::try_from(budget).unwrap_or(usize::MAX).clamp(16, 16_384)
+    }
+
     /// Checks every option; the error says which and why.
     pub fn validate(&self) -> Result<()> {
         let bad = |message: String| Err(Error::InvalidOption { message });
@@ -288,7 +332,7 @@ impl Options {
 
     /// The rules that decide which lines are kept.
     pub fn keep_rules(&self) -> KeepRules {
-        KeepRules { skip_blank_lines: self.skip_blank_lines, comment_char: self.comment_char }
+        KeepRules { skip_blank_lines: self.skip_blank_lines, comment_char: self.comment_char, header_lines: self.header_lines }
     }
 
     /// The comment byte for a comment character typed by a user (CLI, Python `str`): it

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use mmap_batcher::state::State;
-use mmap_batcher::{BatchStream, Batcher, Cancel, Column, IoPolicy, LineLayout, Options, RowFilter, Served, Shard, Shuffle, Units};
+use mmap_batcher::{BatchStream, Batcher, Cancel, Column, FilePolicy, IoPolicy, LineLayout, Options, RowFilter, Served, Shard, Shuffle, Units};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -89,6 +89,13 @@ struct ShardParts {
 ///     ignore_leftovers: drop the last partial batch of each epoch's order.
 ///     skip_blank_lines: skip lines made only of ASCII whitespace.
 ///     comment_char: skip lines whose first byte is this character; ``None`` disables it.
+///     header_lines: skip the first this many lines of each file (CSV/TSV headers),
+///         whatever they hold; line numbers stay the file's own.
+///     on_bad_file: ``"error"`` (an unreadable, special, badly compressed or, on the
+///         string path, non-UTF-8 file fails the open) or ``"skip"`` (left out with a
+///         warning; listed in ``skipped_files``).
+///     on_duplicate_file: ``"skip"`` (a file reached twice, through a symlink, a hard link
+///         or overlapping globs, is served once, with a warning) or ``"error"``.
 ///     seed: the shuffle seed; ``None`` picks one, readable as ``.seed``.
 ///     keep_terminator: keep ``\n`` / ``\r\n`` in the Arrow ``line`` column.
 ///     binary: type the Arrow ``line`` column as binary (no UTF-8 promise).
@@ -105,7 +112,8 @@ struct ShardParts {
 ///         even a truncation, can fault the reader).
 ///     output: what iterating the batcher yields: ``"bytes"`` (``list[bytes]``),
 ///         ``"arrow"`` (``ArrowBatch``) or ``"polars"`` (``polars.DataFrame``).
-///     max_open_files: at most this many files of a many-file corpus are mapped at once.
+///     max_open_files: at most this many files of a many-file corpus are mapped at once
+///         (``None``: half of what ``ulimit -n`` leaves after 64, between 16 and 16,384).
 ///     trust_files: serve zero-copy views into the map even of files another user can
 ///         write (owned by someone else, or group/other-writable). Off by default: their
 ///         lines are read into buffers of the batch's own and validated (a writer could
@@ -180,10 +188,11 @@ impl MmapBatcher {
         comment_char=Arg::Missing, seed=None, *, keep_terminator=false, binary=false, worker_id=Arg::Missing,
         num_workers=Arg::Missing, rank=Arg::Missing, world_size=Arg::Missing, shuffle_block=Arg::Missing,
         shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, io=Word(IoPolicy::Auto),
-        output="bytes", max_open_files=Arg::Missing, trust_files=false, filename=None
+        output="bytes", max_open_files=Arg::Missing, trust_files=false, header_lines=Arg::Missing,
+        on_bad_file=Word(FilePolicy::Error), on_duplicate_file=Word(FilePolicy::Skip), filename=None
     ))]
     #[pyo3(
-        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=128, trust_files=False)"
+        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=None, trust_files=False, header_lines=0, on_bad_file='error', on_duplicate_file='skip')"
     )]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, forwarded once to `Args`
     fn new<'py>(
@@ -210,6 +219,9 @@ impl MmapBatcher {
         output: &str,
         max_open_files: Arg<'py>,
         trust_files: bool,
+        header_lines: Arg<'py>,
+        on_bad_file: Word<FilePolicy>,
+        on_duplicate_file: Word<FilePolicy>,
         filename: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let paths = deprecated(py, "filename", filename, "paths", paths)?
@@ -229,8 +241,11 @@ impl MmapBatcher {
             index_cache,
             index_path,
             io: io.0,
-            max_open_files: max_open_files.or(py, 128u64)?,
+            max_open_files: max_open_files.or(py, py.None())?,
             trust_files,
+            header_lines: header_lines.or(py, 0u64)?,
+            on_bad_file: on_bad_file.0,
+            on_duplicate_file: on_duplicate_file.0,
             worker_id: worker_id.or(py, 0u64)?,
             num_workers: num_workers.or(py, 1u64)?,
             rank: rank.or(py, 0u64)?,
@@ -269,10 +284,17 @@ impl MmapBatcher {
         })
     }
 
-    /// The paths of all files, in the order they are served.
+    /// The paths of the files served, in order (files reached twice or skipped as bad
+    /// are not among them).
     #[getter]
-    fn paths(&self) -> Vec<PathBuf> {
-        self.inputs.clone()
+    fn paths(&self) -> PyResult<Vec<PathBuf>> {
+        Ok(self.core()?.paths().map(|p| p.to_path_buf()).collect())
+    }
+
+    /// The files left out by ``on_bad_file="skip"``: ``(path, why)`` pairs.
+    #[getter]
+    fn skipped_files(&self) -> PyResult<Vec<(PathBuf, String)>> {
+        Ok(self.core()?.skipped_files().to_vec())
     }
 
     /// Deprecated: ``paths[0]``.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use mmap_batcher::{Choice, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle, ShuffleMode};
+use mmap_batcher::{Choice, FilePolicy, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle, ShuffleMode};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
 use pyo3::BoundObject;
@@ -160,6 +160,9 @@ pub struct Args<'py> {
     pub io: IoPolicy,
     pub max_open_files: Bound<'py, PyAny>,
     pub trust_files: bool,
+    pub header_lines: Bound<'py, PyAny>,
+    pub on_bad_file: FilePolicy,
+    pub on_duplicate_file: FilePolicy,
     pub worker_id: Bound<'py, PyAny>,
     pub num_workers: Bound<'py, PyAny>,
     pub rank: Bound<'py, PyAny>,
@@ -177,6 +180,9 @@ impl Args<'_> {
             even_shards: self.even_shards,
             skip_blank_lines: self.skip_blank_lines,
             comment_char: comment_byte(&self.comment_char)?,
+            header_lines: int_arg("header_lines", &self.header_lines)?,
+            on_bad_file: self.on_bad_file,
+            on_duplicate_file: self.on_duplicate_file,
             seed: self.seed.as_ref().map(|s| int_arg("seed", s)).transpose()?,
             keep_terminator: self.keep_terminator,
             line_type: if self.binary { LineType::Binary } else { LineType::Utf8 },
@@ -186,8 +192,11 @@ impl Args<'_> {
                 (None, false) => IndexCache::Off,
             },
             io: self.io,
-            max_open_files: usize::try_from(int_arg("max_open_files", &self.max_open_files)?)
-                .map_err(|_| option_error("max_open_files is too large"))?,
+            max_open_files: if self.max_open_files.is_none() {
+                Options::default_max_open_files()
+            } else {
+                usize::try_from(int_arg("max_open_files", &self.max_open_files)?).map_err(|_| option_error("max_open_files is too large"))?
+            },
             trust_files: self.trust_files,
         };
         options.validate()?;

@@ -187,11 +187,16 @@ class MmapBatcher:
         index_path: _Path | None = None,
         io: Literal["auto", "cached", "disk", "copy"] = "auto",
         output: Literal["bytes", "arrow", "polars"] = "bytes",
-        max_open_files: int = 128,
+        max_open_files: int | None = None,
         trust_files: bool = False,
+        header_lines: int = 0,
+        on_bad_file: Literal["error", "skip"] = "error",
+        on_duplicate_file: Literal["skip", "error"] = "skip",
     ) -> MmapBatcher: ...
     @property
     def paths(self) -> list[str]: ...
+    @property
+    def skipped_files(self) -> list[tuple[str, str]]: ...
     @property
     def filename(self) -> str:
         """Deprecated: ``paths[0]``."""

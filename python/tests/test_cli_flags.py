@@ -70,6 +70,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "max-width": (["--max-width", "8"], []),
     "output": (["--output", "out.arrows"], []),
     "layout": (["--layout", "large"], []),
+    "header-lines": (["--header-lines", "2"], []),
+    "ipc:file": (["--file"], []),
     "offset": (["--offset"], []),
     "lines": (["--lines", "5"], ["--lines", "7"]),
     "corpus:seed": (["--lines", "7", "--seed", "2"], ["--lines", "7"]),
@@ -86,6 +88,9 @@ COVERED_ELSEWHERE = {
     "batches:drop-leftovers": "the default of batches (--keep-leftovers is the change)",
     "sql:keep-leftovers": "the default of sql (--drop-leftovers is the change)",
     "ipc:keep-leftovers": "the default of ipc (--drop-leftovers is the change)",
+    "skip-bad-files": "needs a bad file among several (test_real_trees.py: count and info)",
+    "error-on-duplicate-files": "needs a file reached twice (test_real_trees.py)",
+    "max-open-files": "needs more files than descriptors (test_real_trees.py, under ulimit -n 64)",
 }
 
 

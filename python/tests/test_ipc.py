@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 import polars as pl
 import pyarrow as pa
 import pyarrow.ipc
@@ -44,3 +46,18 @@ def test_view_types_option(tmp_path):
     old = tmp_path / "old.arrows"
     run_ipc(old, "--line-type", "view")
     assert old.read_bytes() == out.read_bytes()
+
+
+def test_file_format_opens_where_files_are_expected(tmp_path):
+    stream, file = tmp_path / "s.arrows", tmp_path / "f.arrow"
+    run_ipc(stream)
+    run_ipc(file, "--file")
+    with pa.ipc.open_stream(stream) as reader:
+        expected = reader.read_all()
+    with pytest.raises(pa.ArrowInvalid):
+        pa.ipc.open_file(stream)  # the stream has no footer
+    opened = pa.ipc.open_file(file)
+    assert opened.num_record_batches == 6 and opened.read_all().equals(expected)
+    lazy = pl.scan_ipc(file).filter(pl.col("epoch") == 1).collect()
+    assert lazy["line"].to_list() == expected.column("line").to_pylist()[9:]
+    assert pl.read_ipc(file).height == 18

@@ -87,7 +87,7 @@ def test_bad_inputs_name_the_file(tmp_path, whole):
     with pytest.raises(DirectoryError):
         MmapBatcher([str(path), str(tmp_path)])
     with pytest.raises(DuplicateInputError, match="twice"):
-        MmapBatcher([str(path), str(tmp_path / "." / "whole.txt")])
+        MmapBatcher([str(path), str(tmp_path / "." / "whole.txt")], on_duplicate_file="error")
     with pytest.raises(NoInputError):
         MmapBatcher([])
     other = tmp_path / "other.txt"

@@ -59,6 +59,8 @@ struct Inner {
     file_names: Arc<StringArray>,
     /// Computed on the first resume state.
     identity: std::sync::OnceLock<CorpusIdentity>,
+    /// The corpus's notices, and this batcher's own (an epoch without a batch).
+    notices: Vec<String>,
 }
 
 /// A seed from the OS's randomness (std seeds `RandomState` from it).
@@ -89,7 +91,16 @@ impl Batcher {
         let corpus = Corpus::open(paths, &options, progress, cancel)?;
         let seed = options.seed.unwrap_or_else(random_seed);
         let file_names = Arc::new(StringArray::from_iter_values(corpus.paths().map(|p| p.to_string_lossy().into_owned())));
-        Ok(Batcher { inner: Arc::new(Inner { corpus, options, seed, file_names, identity: Default::default() }) })
+        let mut notices = corpus.notices().to_vec();
+        let lines = corpus.num_lines();
+        if lines > 0 && options.ignore_leftovers && lines < options.batch_size as u64 {
+            notices.push(format!(
+                "{lines} kept lines make no full batch of {}: every epoch is empty (the partial batch is dropped; \
+                 ignore_leftovers=False / --keep-leftovers serves it)",
+                options.batch_size
+            ));
+        }
+        Ok(Batcher { inner: Arc::new(Inner { corpus, options, seed, file_names, identity: Default::default(), notices }) })
     }
 
     /// The path of the first (often only) file.
@@ -117,7 +128,12 @@ impl Batcher {
         self.inner.seed
     }
 
-    /// Number of kept (served) lines of all files.
+    /// Files left out by `on_bad_file = Skip`, each with the error that made it unservable.
+    pub fn skipped_files(&self) -> &[(PathBuf, String)] {
+        self.inner.corpus.skipped()
+    }
+
+    /// Number of kept lines of all files.
     pub fn num_lines(&self) -> u64 {
         self.inner.corpus.num_lines()
     }
@@ -149,7 +165,7 @@ impl Batcher {
 
     /// What the open had to say: stale index files rebuilt, indexes kept in memory only.
     pub fn notices(&self) -> &[String] {
-        self.inner.corpus.notices()
+        &self.inner.notices
     }
 
     /// True when reads are planned for a corpus larger than memory (see [`IoPolicy`](crate::IoPolicy)).

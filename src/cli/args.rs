@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{Batcher, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle, ShuffleMode};
+use crate::{Batcher, FilePolicy, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle, ShuffleMode};
 
 use crate::cli::error::{notice, CliError, CliResult};
 
@@ -19,6 +19,21 @@ pub struct KeepArgs {
     /// Serve lines starting with any character.
     #[arg(long)]
     pub no_comment_char: bool,
+    /// Skip the first N lines of each file (CSV/TSV headers), whatever they hold.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub header_lines: u64,
+    /// Leave out files that cannot be served (unreadable, special, not UTF-8 without
+    /// --binary, ...), listing them, instead of failing.
+    #[arg(long)]
+    pub skip_bad_files: bool,
+    /// Map at most N files at once (default: half of what `ulimit -n` leaves after 64,
+    /// between 16 and 16384); more files are mapped and unmapped as batches need them.
+    #[arg(long, value_name = "N")]
+    pub max_open_files: Option<usize>,
+    /// Fail when a file is reached twice (symlinks, hard links, overlapping globs) instead
+    /// of serving it once.
+    #[arg(long)]
+    pub error_on_duplicate_files: bool,
     /// Never read or write a persisted line index; index in memory at every run.
     #[arg(long, conflicts_with = "index_path")]
     pub no_index_cache: bool,
@@ -33,6 +48,10 @@ impl KeepArgs {
         Ok(Options {
             skip_blank_lines: !self.keep_blank_lines,
             comment_char: if self.no_comment_char { None } else { Some(Options::comment_byte(self.comment_char)?) },
+            header_lines: self.header_lines,
+            on_bad_file: if self.skip_bad_files { FilePolicy::Skip } else { FilePolicy::Error },
+            on_duplicate_file: if self.error_on_duplicate_files { FilePolicy::Error } else { FilePolicy::Skip },
+            max_open_files: self.max_open_files.unwrap_or(options.max_open_files),
             index_cache: match (&self.index_path, self.no_index_cache) {
                 (Some(p), _) => IndexCache::Path(p.clone()),
                 (None, true) => IndexCache::Off,

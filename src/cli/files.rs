@@ -114,12 +114,18 @@ pub fn info(a: InfoArgs) -> CliResult {
         };
         writeln!(out, "{}", path.display())?;
         writeln!(out, "  size:        {} bytes", id.size)?;
-        writeln!(out, "  lines:       {} served", lines.end - lines.start)?;
+        writeln!(out, "  lines:       {} kept", lines.end - lines.start)?;
         writeln!(out, "  index:       {}", status(b.index_status(f)))?;
         writeln!(out, "  index size:  {} bytes per kept line", index_bytes_per_line(&b, f))?;
         writeln!(out, "  utf-8:       {utf8}")?;
     }
+    for (path, why) in b.skipped_files() {
+        writeln!(out, "{} (skipped)\n  why:         {why}", path.display())?;
+    }
     writeln!(out, "total: {} kept lines, {} physical lines, {} bytes per kept line", b.num_lines(), b.physical_lines(), bytes_per_line(&b))?;
+    if !b.skipped_files().is_empty() {
+        writeln!(out, "skipped: {} files", b.skipped_files().len())?;
+    }
     Ok(())
 }
 

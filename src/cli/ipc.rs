@@ -1,4 +1,4 @@
-//! `mmap-batcher ipc`: every batch of every epoch as one Arrow IPC stream.
+//! `mmap-batcher ipc`: every batch of every epoch as one Arrow IPC stream, or one IPC file.
 
 use std::io::{BufWriter, IsTerminal};
 use std::path::PathBuf;
@@ -21,6 +21,10 @@ pub struct Args {
     /// Layout of the line column: large (LargeUtf8/LargeBinary, read everywhere) or view (Utf8View/BinaryView).
     #[arg(long, value_enum, default_value_t = LineLayout::Large, alias = "line-type")]
     layout: LineLayout,
+    /// Write the Arrow IPC file format (a footer indexes the batches: what pl.scan_ipc,
+    /// pyarrow.ipc.open_file and DuckDB open) instead of the stream format (for pipes).
+    #[arg(long)]
+    file: bool,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -28,18 +32,28 @@ pub fn run(a: Args) -> CliResult {
     let batcher = open(&a.inputs, a.files.options(false)?)?;
     let columns = batcher.default_columns();
     let shard = a.files.shard();
-    match a.output.filter(|p| p.as_os_str() != "-") {
+    let write = |out: &mut dyn std::io::Write| {
+        if a.file {
+            crate::write_ipc_file(&batcher, epochs, shard, &columns, a.layout, out)
+        } else {
+            crate::write_ipc_stream(&batcher, epochs, shard, &columns, a.layout, out)
+        }
+    };
+    match a.output.as_ref().filter(|p| p.as_os_str() != "-") {
         None => {
             if std::io::stdout().is_terminal() {
-                return Err(CliError::Usage("refusing to write a binary Arrow IPC stream to a terminal: pass -o FILE or redirect".into()));
+                return Err(CliError::Usage("refusing to write binary Arrow IPC to a terminal: pass -o FILE or redirect".into()));
             }
-            let out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            crate::write_ipc_stream(&batcher, epochs, shard, &columns, a.layout, out)?;
+            let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            write(&mut out)?;
         }
         Some(path) => {
-            crate::cli::output::refuse_input(&path, &batcher)?;
-            let file = std::fs::File::create(&path).map_err(|e| crate::Error::Io { path: path.clone(), source: e })?;
-            crate::write_ipc_stream(&batcher, epochs, shard, &columns, a.layout, BufWriter::with_capacity(1 << 20, file))?;
+            crate::cli::output::refuse_input(path, &batcher)?;
+            let file = std::fs::File::create(path).map_err(|e| crate::Error::Io { path: path.clone(), source: e })?;
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            write(&mut out)?;
+            // A write error at the last flush would otherwise be lost in the drop.
+            std::io::Write::flush(&mut out).map_err(|e| crate::Error::Io { path: path.clone(), source: e })?;
         }
     }
     Ok(())

@@ -87,6 +87,15 @@ fn terminator_len(line: &[u8]) -> u32 {
     }
 }
 
+/// Where line `lines + 1` of `bytes` starts (the end of a header of `lines` lines; the
+/// file's end if it has no more).
+fn header_end(bytes: &[u8], lines: u64) -> u64 {
+    if lines == 0 {
+        return 0;
+    }
+    memchr::memchr_iter(b'\n', bytes).nth((lines - 1).min(usize::MAX as u64) as usize).map_or(bytes.len() as u64, |p| p as u64 + 1)
+}
+
 /// Number of lines in `bytes` (a last line without `\n` counts).
 fn count_lines(bytes: &[u8]) -> usize {
     memchr::memchr_iter(b'\n', bytes).count() + usize::from(bytes.last().is_some_and(|&b| b != b'\n'))
@@ -173,6 +182,7 @@ impl LineIndex {
         let (head_slots, tail_slots) = store.slots_mut().split_at_mut(split);
         let common = Common {
             rules,
+            header_end: header_end(bytes, rules.header_lines),
             max_line_len,
             layout,
             scanner,
@@ -274,6 +284,8 @@ impl Cancel for NeverAsk {
 #[derive(Clone)]
 struct Common<'a> {
     rules: KeepRules,
+    /// Lines starting before this offset are header lines, skipped whatever they hold.
+    header_end: u64,
     max_line_len: u64,
     layout: Layout,
     scanner: NewlineScanner,
@@ -432,7 +444,7 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
         let line = &self.bytes[start..end];
         let half = &mut self.out.half;
         half.physical += 1;
-        if !is_kept(line, self.common.rules) {
+        if self.base + (start as u64) < self.common.header_end || !is_kept(line, self.common.rules) {
             half.skipped += 1;
             if !BACKWARD && self.skipped_since == 0 {
                 if let Some((j, end, len)) = self.last_kept {

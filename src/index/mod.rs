@@ -309,7 +309,7 @@ mod tests {
     use super::*;
     use crate::source::NeverCancel;
 
-    const RULES: KeepRules = KeepRules { skip_blank_lines: true, comment_char: Some(b'#') };
+    const RULES: KeepRules = KeepRules { skip_blank_lines: true, comment_char: Some(b'#'), header_lines: 0 };
 
     fn hooks() -> build::Hooks<'static> {
         build::Hooks { progress: &|_| {}, cancel: &NeverCancel, read_ahead: None, release: None }
@@ -331,6 +331,28 @@ mod tests {
                 (idx.line_number(k), s.start, s.len(), s.terminator)
             })
             .collect()
+    }
+
+    #[test]
+    fn header_lines_are_skipped_whatever_they_hold_from_any_middle() {
+        let text = b"id,name\n#x\n\nrow 1\n\nrow 2\n#c\nrow 3\nrow 4";
+        let starts: Vec<usize> = std::iter::once(0).chain(text.iter().enumerate().filter(|(_, &b)| b == b'\n').map(|(i, _)| i + 1)).collect();
+        for header in 0..11u64 {
+            let rules = KeepRules { header_lines: header, ..RULES };
+            // The reference: physical numbers of lines past the header that the rules keep.
+            let want: Vec<u64> = text
+                .split_inclusive(|&b| b == b'\n')
+                .enumerate()
+                .filter(|&(i, line)| i as u64 >= header && build::is_kept(line, RULES))
+                .map(|(i, _)| i as u64 + 1)
+                .collect();
+            for &middle in &starts {
+                let idx = LineIndex::build_from(text, middle, false, rules, MAX_LINE_LEN, hooks()).unwrap();
+                let got: Vec<u64> = (0..idx.len()).map(|k| idx.line_number(k)).collect();
+                assert_eq!(got, want, "header {header}, middle {middle}");
+                assert_eq!(idx.physical_lines(), 9);
+            }
+        }
     }
 
     #[test]

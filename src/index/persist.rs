@@ -120,7 +120,7 @@ impl Header {
             m.file_len,
             self.body_checksum,
             u64::from(m.file_utf8),
-            0,
+            m.rules.header_lines,
             0,
             0,
         ];
@@ -151,7 +151,9 @@ impl Header {
         }
         let layout = Layout::from_parts(w(14) as u32, w(15) as u32).ok_or_else(|| invalid("bad record layout"))?;
         let comment = w(13);
-        let rules = KeepRules { skip_blank_lines: w(12) == 1, comment_char: (comment & 0x100 != 0).then_some((comment & 0xff) as u8) };
+        // Word 28 was 0 before header lines existed: an older index file reads as none.
+        let rules =
+            KeepRules { skip_blank_lines: w(12) == 1, comment_char: (comment & 0x100 != 0).then_some((comment & 0xff) as u8), header_lines: w(28) };
         let half = |at: usize| Half { kept: w(at), skipped: w(at + 1), physical: w(at + 2), wraps: Vec::new() };
         let (head, tail) = (half(16), half(19));
         let utf8 = match w(22) {

@@ -123,7 +123,15 @@ impl SourceFile {
             let file = spool::spool(path, &stdin, cancel)?;
             return Self::from_spool(path, file, cancel);
         }
-        let file = spool::open_nonblocking(path).map_err(|e| Error::from_io(path, e))?;
+        let file = spool::open_nonblocking(path).map_err(|e| {
+            // A socket cannot be opened at all (ENXIO): say what it is.
+            let socket = std::fs::metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+            if socket {
+                Error::NotRegularFile { path: path.to_path_buf(), kind: "socket" }
+            } else {
+                Error::from_io(path, e)
+            }
+        })?;
         let meta = file.metadata().map_err(|e| Error::from_io(path, e))?;
         let kind = meta.file_type();
         if kind.is_dir() {

@@ -1,15 +1,14 @@
 //! Turning what a user typed — a path, several paths, globs — into the list of files of
 //! one corpus, in a stable order.
 
-use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
 /// Expands `inputs` in order: an input naming an existing path is taken as it is; one
 /// with glob characters (`*`, `?`, `[`) that names no file is expanded, its matches
-/// sorted. A glob matching nothing, an empty list, or the same file twice is an error.
+/// sorted. A glob matching nothing or an empty list is an error. A file reached twice is
+/// listed twice: the open serves it once (see `Options::on_duplicate_file`).
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -51,7 +50,6 @@ pub fn expand_inputs<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> Result<Vec<Path
     if files.is_empty() {
         return Err(Error::NoInput { pattern: "(empty list of inputs)".into() });
     }
-    reject_duplicates(&files)?;
     Ok(files)
 }
 
@@ -68,23 +66,4 @@ fn is_ours(path: &std::path::Path) -> bool {
 /// A temporary index file's name (`.NAME.mmbi.RANDOM.tmp`, see `index::persist::write`).
 pub(crate) fn is_index_temporary(name: &str) -> bool {
     name.starts_with('.') && name.contains(&format!(".{INDEX_SUFFIX}.")) && name.ends_with(".tmp")
-}
-
-fn reject_duplicates(files: &[PathBuf]) -> Result<()> {
-    let mut seen: HashMap<(u64, u64), &PathBuf> = HashMap::new();
-    let mut stdin = None;
-    for f in files {
-        if f.as_os_str() == "-" {
-            if let Some(first) = stdin.replace(f) {
-                return Err(Error::DuplicateInput { path: f.clone(), first: first.clone(), second: f.clone() });
-            }
-            continue;
-        }
-        // Missing files are reported when opened, with the usual error.
-        let Ok(meta) = std::fs::metadata(f) else { continue };
-        if let Some(first) = seen.insert((meta.dev(), meta.ino()), f) {
-            return Err(Error::DuplicateInput { path: f.clone(), first: first.clone(), second: f.clone() });
-        }
-    }
-    Ok(())
 }

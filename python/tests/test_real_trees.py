@@ -1,0 +1,109 @@
+"""Trees as they come: files reached twice (symlinks, hard links, overlapping globs) are
+served once with a warning naming them, or refused when asked; bad files (not UTF-8,
+sockets) fail the open by default, naming the flag and the keyword that help, or are
+skipped and listed with ``on_bad_file="skip"`` / ``--skip-bad-files``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+
+from conftest import REPO
+from mmap_batcher import DuplicateInputError, InvalidUtf8Error, MmapBatcher, SpecialFileError
+
+CLI = str(REPO / "target" / "debug" / "mmap-batcher")
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "src"
+    (root / "a" / "deep").mkdir(parents=True)
+    (root / "b").mkdir()
+    for i, d in enumerate(["a", "a/deep", "b"]):
+        for j in range(3):
+            (root / d / f"f{j}.c").write_text("".join(f"{d} {j} line {k}\n" for k in range(5 + i)))
+    os.symlink(root / "a" / "f0.c", root / "b" / "link.c")  # a file reached twice
+    os.link(root / "b" / "f1.c", root / "b" / "hard.c")  # a hard link
+    os.symlink(root / "a" / "deep", root / "b" / "deep-link")  # a directory reached twice
+    return root
+
+
+def unique_lines(root):
+    seen, n = set(), 0
+    for p in root.rglob("*.c"):
+        st = p.stat()
+        if p.is_file() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            n += p.read_bytes().count(b"\n")
+    return n
+
+
+def test_files_reached_twice_are_served_once(tree):
+    glob = str(tree / "**" / "*.c")
+    with pytest.warns(RuntimeWarning, match=r"reached twice served once: .*link\.c \(= .*f0\.c\)"):
+        mmb = MmapBatcher([glob, str(tree / "a" / "f0.c")], batch_size=4, shuffle=False, ignore_leftovers=False, index_cache=False)
+    assert mmb.num_lines == unique_lines(tree)
+    assert len({os.stat(p).st_ino for p in mmb.paths}) == len(mmb.paths)
+    assert sum(len(b) for b in mmb) == mmb.num_lines
+    with pytest.raises(DuplicateInputError, match="twice"):
+        MmapBatcher(glob, on_duplicate_file="error", index_cache=False)
+
+
+def test_cli_counts_the_same_and_can_refuse(tree):
+    glob = str(tree / "**" / "*.c")
+    out = subprocess.run([CLI, "count", "--no-index-cache", glob], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith(f"{unique_lines(tree)} kept lines"), out.stdout
+    assert "reached twice served once" in out.stderr
+    refused = subprocess.run([CLI, "count", "--no-index-cache", "--error-on-duplicate-files", glob], capture_output=True, text=True)
+    assert refused.returncode != 0 and "given twice" in refused.stderr
+
+
+@pytest.fixture
+def with_bad_files(tree):
+    (tree / "b" / "logo.c").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe binary\n")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tree / "a" / "server.c"))
+    yield tree
+    sock.close()
+
+
+def test_bad_files_fail_by_default_and_say_what_helps(with_bad_files):
+    with pytest.raises(InvalidUtf8Error, match=r"logo\.c.*--binary / binary=True.*--skip-bad-files / on_bad_file=\"skip\""):
+        list(MmapBatcher(str(with_bad_files / "b" / "*.c"), batch_size=2, index_cache=False, output="arrow"))
+    with pytest.raises(SpecialFileError, match="server.c"):
+        MmapBatcher(str(with_bad_files / "a" / "*.c"), index_cache=False)
+
+
+def test_bad_files_skipped_and_listed(with_bad_files):
+    glob = str(with_bad_files / "**" / "*.c")
+    with pytest.warns(RuntimeWarning, match=r"2 file\(s\) skipped"):
+        mmb = MmapBatcher(glob, on_bad_file="skip", batch_size=4, index_cache=False)
+    skipped = sorted(os.path.basename(p) for p, _ in mmb.skipped_files)
+    assert skipped == ["logo.c", "server.c"]
+    assert mmb.num_lines == unique_lines(with_bad_files) - 3  # logo.c's three lines
+    assert all(os.path.basename(p) not in skipped for p in mmb.paths)
+    assert sum(len(b) for b in mmb) > 0
+    # As bytes, the image is served; the socket is still skipped.
+    with pytest.warns(RuntimeWarning, match=r"1 file\(s\) skipped"):
+        raw = MmapBatcher(glob, on_bad_file="skip", binary=True, index_cache=False)
+    assert raw.num_lines == unique_lines(with_bad_files)
+
+
+def test_an_epoch_without_a_batch_is_said(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("".join(f"{i}\n" for i in range(90)))
+    with pytest.warns(RuntimeWarning, match="90 kept lines make no full batch of 100"):
+        mmb = MmapBatcher(str(path), index_cache=False)
+    assert mmb.num_batches == 0
+
+
+def test_cli_skip_bad_files_and_info(with_bad_files):
+    glob = str(with_bad_files / "**" / "*.c")
+    failed = subprocess.run([CLI, "count", "--no-index-cache", glob], capture_output=True, text=True)
+    assert failed.returncode != 0 and "server.c" in failed.stderr
+    info = subprocess.run([CLI, "info", "--no-index-cache", "--skip-bad-files", glob], capture_output=True, text=True, check=True)
+    assert "skipped: 2 files" in info.stdout and "logo.c (skipped)" in info.stdout, info.stdout
+    assert "--skip-bad-files" in info.stderr
