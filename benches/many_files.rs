@@ -2,7 +2,7 @@
 //! files against the same corpus as one file (ratio), and the open time of 1,000 files
 //! whose index files exist (a reopen) against building them.
 //!
-//! Run: `cargo bench --bench many_files --no-default-features` (the corpus of `core`; the
+//! Run: `cargo bench --bench many_files --no-default-features --features synthetic` (the corpus of `core`; the
 //! split copies go to `bench-data/split-N/`).
 
 mod support;

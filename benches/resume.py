@@ -23,7 +23,7 @@ def main() -> None:
                    env=dict(os.environ, VIRTUAL_ENV=str(REPO / ".venv"), PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"))
     corpus = pathlib.Path(os.environ.get("MMB_CORPUS", REPO / "bench-data" / "corpus-10000000.txt"))
     if not corpus.exists():
-        subprocess.run(["cargo", "run", "--release", "--no-default-features", "--", "corpus", str(corpus)], cwd=REPO, check=True)
+        subprocess.run(["cargo", "run", "--release", "--no-default-features", "--features", "cli", "--", "corpus", str(corpus)], cwd=REPO, check=True)
     code = f"""
 import json, time
 from mmap_batcher import MmapBatcher

@@ -287,7 +287,8 @@ impl Corpus {
         }
         let mut notices = Vec::new();
         // The same keep rules, I/O and trust as at the open; the index file found then.
-        let file = open_file(&entry.path, &self.options, self.io, &|_| {}, &crate::source::NeverCancel, &mut notices, entry.status.path())?;
+        let file = open_file(&entry.path, &self.options, self.io, &|_| {}, &crate::source::NeverCancel, &mut notices, entry.status.path())
+            .map_err(|e| self.explain_exhaustion(e))?;
         if let Some(what) = entry.identity.difference(file.source.identity()) {
             return Err(Error::FileChanged { path: entry.path.clone(), what });
         }
@@ -302,6 +303,26 @@ impl Corpus {
             self.evict_one(f);
         }
         Ok(file)
+    }
+
+    /// Out of descriptors while mapping a file again: the files the batches in flight
+    /// hold stay open whatever `max_open_files` says, so say what helps.
+    fn explain_exhaustion(&self, e: Error) -> Error {
+        let emfile = rustix::io::Errno::MFILE.raw_os_error();
+        match e {
+            Error::Io { path, source } if source.raw_os_error() == Some(emfile) => Error::Io {
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!(
+                        "{source}: the batches in flight hold more files open than the descriptor limit allows \
+                         (max_open_files={}): raise `ulimit -n`, or serve smaller batches",
+                        self.max_open
+                    ),
+                ),
+                path,
+            },
+            e => e,
+        }
     }
 
     /// Unmaps the least recently used open file other than `keep`.

@@ -153,14 +153,21 @@ impl Shuffle {
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IndexCache {
-    /// Use a valid persisted index if one exists (beside the file, else in the per-user
-    /// cache directory), and write one after building it (see the README).
+    /// Use a valid persisted index if one exists, and write one after building it: in
+    /// `$MMAP_BATCHER_CACHE_DIR` only when it is set; else beside the file, then in the
+    /// per-user cache directory (see the guide).
     #[default]
     Auto,
     /// Build the index in memory at every open; never read or write an index file.
     Off,
     /// Read and write the index at this path only (one input file).
     Path(PathBuf),
+    /// Read and write the index files of every file in this directory only (named by
+    /// the data file's name and a hash of its full path).
+    Dir(PathBuf),
+    /// Use a valid index file where the inner choice looks, but never write one (what
+    /// `info` does).
+    ReadOnly(Box<IndexCache>),
 }
 
 /// How reads of the file are planned. The file is always memory-mapped; this decides

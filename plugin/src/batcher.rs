@@ -104,9 +104,11 @@ struct ShardParts {
 ///         (``mmb.torch()`` splits it further over a ``DataLoader``'s workers.)
 ///     shuffle_block, shuffle_window: the block shuffle's block size (bytes) and window (blocks).
 ///     even_shards: every shard serves the same number of batches per epoch (DDP).
-///     index_cache: keep the line index in an index file (beside the file, else in the
-///         per-user cache directory) and reuse it; ``False`` indexes in memory every time.
+///     index_cache: keep the line index in an index file and reuse it: in
+///         ``$MMAP_BATCHER_CACHE_DIR`` when it is set, else beside the file, else in the
+///         per-user cache directory; ``False`` indexes in memory every time.
 ///     index_path: read and write the line index at this path (one file only).
+///     index_dir: read and write the line indexes of all files in this directory only.
 ///     io: ``"auto"``, ``"cached"`` (expect the page cache), ``"disk"`` (request reads ahead) or
 ///         ``"copy"`` (every line read into a buffer of its batch's own: no change to the file, not
 ///         even a truncation, can fault the reader).
@@ -187,12 +189,12 @@ impl MmapBatcher {
         paths=None, batch_size=Arg::Missing, shuffle=Arg::Missing, ignore_leftovers=true, skip_blank_lines=true,
         comment_char=Arg::Missing, seed=None, *, keep_terminator=false, binary=false, worker_id=Arg::Missing,
         num_workers=Arg::Missing, rank=Arg::Missing, world_size=Arg::Missing, shuffle_block=Arg::Missing,
-        shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, io=Word(IoPolicy::Auto),
+        shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, index_dir=None, io=Word(IoPolicy::Auto),
         output="bytes", max_open_files=Arg::Missing, trust_files=false, header_lines=Arg::Missing,
         on_bad_file=Word(FilePolicy::Error), on_duplicate_file=Word(FilePolicy::Skip), filename=None
     ))]
     #[pyo3(
-        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, io='auto', output='bytes', max_open_files=None, trust_files=False, header_lines=0, on_bad_file='error', on_duplicate_file='skip')"
+        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, index_dir=None, io='auto', output='bytes', max_open_files=None, trust_files=False, header_lines=0, on_bad_file='error', on_duplicate_file='skip')"
     )]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, forwarded once to `Args`
     fn new<'py>(
@@ -215,6 +217,7 @@ impl MmapBatcher {
         even_shards: bool,
         index_cache: bool,
         index_path: Option<Bound<'py, PyAny>>,
+        index_dir: Option<Bound<'py, PyAny>>,
         io: Word<IoPolicy>,
         output: &str,
         max_open_files: Arg<'py>,
@@ -240,6 +243,7 @@ impl MmapBatcher {
             even_shards,
             index_cache,
             index_path,
+            index_dir,
             io: io.0,
             max_open_files: max_open_files.or(py, py.None())?,
             trust_files,

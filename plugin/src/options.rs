@@ -157,6 +157,7 @@ pub struct Args<'py> {
     pub even_shards: bool,
     pub index_cache: bool,
     pub index_path: Option<Bound<'py, PyAny>>,
+    pub index_dir: Option<Bound<'py, PyAny>>,
     pub io: IoPolicy,
     pub max_open_files: Bound<'py, PyAny>,
     pub trust_files: bool,
@@ -186,10 +187,12 @@ impl Args<'_> {
             seed: self.seed.as_ref().map(|s| int_arg("seed", s)).transpose()?,
             keep_terminator: self.keep_terminator,
             line_type: if self.binary { LineType::Binary } else { LineType::Utf8 },
-            index_cache: match (&self.index_path, self.index_cache) {
-                (Some(p), _) => IndexCache::Path(path_arg(p)?),
-                (None, true) => IndexCache::Auto,
-                (None, false) => IndexCache::Off,
+            index_cache: match (&self.index_path, &self.index_dir, self.index_cache) {
+                (Some(_), Some(_), _) => return Err(option_error("index_path and index_dir exclude each other")),
+                (Some(p), None, _) => IndexCache::Path(path_arg(p)?),
+                (None, Some(d), _) => IndexCache::Dir(path_arg(d)?),
+                (None, None, true) => IndexCache::Auto,
+                (None, None, false) => IndexCache::Off,
             },
             io: self.io,
             max_open_files: if self.max_open_files.is_none() {

@@ -185,6 +185,7 @@ class MmapBatcher:
         even_shards: bool = False,
         index_cache: bool = True,
         index_path: _Path | None = None,
+        index_dir: _Path | None = None,
         io: Literal["auto", "cached", "disk", "copy"] = "auto",
         output: Literal["bytes", "arrow", "polars"] = "bytes",
         max_open_files: int | None = None,

@@ -55,6 +55,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "drop-leftovers": (["--drop-leftovers"], []),
     "keep-blank-lines": (["--keep-blank-lines"], []),
     "comment-char": (["--comment-char", ";"], []),
+    # info writes no index file, so only a count can show the rule.
+    "info:comment-char": (["--comment-char", "l"], []),
     "no-comment-char": (["--no-comment-char"], []),
     "no-index-cache": (["--no-index-cache"], []),
     "index-path": (["--index-path", "elsewhere.mmbi"], []),
@@ -71,6 +73,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "output": (["--output", "out.arrows"], []),
     "layout": (["--layout", "large"], []),
     "header-lines": (["--header-lines", "2"], []),
+    "index-dir": (["--index-dir", "idx"], []),
+    "index:clean": (["--clean"], []),
     "ipc:file": (["--file"], []),
     "offset": (["--offset"], []),
     "lines": (["--lines", "5"], ["--lines", "7"]),
@@ -90,6 +94,9 @@ COVERED_ELSEWHERE = {
     "ipc:keep-leftovers": "the default of ipc (--drop-leftovers is the change)",
     "skip-bad-files": "needs a bad file among several (test_real_trees.py: count and info)",
     "error-on-duplicate-files": "needs a file reached twice (test_real_trees.py)",
+    "info:no-index-cache": "info writes none; the flag stops it reading one (test_index_places.py)",
+    "info:index-path": "info only reads there (test_index_places.py)",
+    "info:index-dir": "info only reads there (test_index_places.py: reused from --index-dir, nothing written)",
     "max-open-files": "needs more files than descriptors (test_real_trees.py, under ulimit -n 64)",
 }
 

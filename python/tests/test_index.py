@@ -24,7 +24,9 @@ def open_plain(path, **kw) -> MmapBatcher:
 
 @pytest.fixture
 def data(tmp_path: pathlib.Path, monkeypatch) -> pathlib.Path:
-    monkeypatch.setenv("MMAP_BATCHER_CACHE_DIR", str(tmp_path / "cache"))
+    # The per-user fallback cache, not MMAP_BATCHER_CACHE_DIR (which, set, is the only place).
+    monkeypatch.delenv("MMAP_BATCHER_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     p = tmp_path / "data.txt"
     p.write_bytes(b"".join(b"line %d\n" % i for i in range(1000)) + b"# comment\n\nlast\n")
     return p

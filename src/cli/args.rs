@@ -35,11 +35,15 @@ pub struct KeepArgs {
     #[arg(long)]
     pub error_on_duplicate_files: bool,
     /// Never read or write a persisted line index; index in memory at every run.
-    #[arg(long, conflicts_with = "index_path")]
+    #[arg(long, conflicts_with_all = ["index_path", "index_dir"])]
     pub no_index_cache: bool,
     /// Read and write the line index at this path (one file only).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "index_dir")]
     pub index_path: Option<PathBuf>,
+    /// Read and write the line indexes of all files in this directory only (default: in
+    /// $MMAP_BATCHER_CACHE_DIR if set, else beside each file, else the user cache).
+    #[arg(long, value_name = "DIR")]
+    pub index_dir: Option<PathBuf>,
 }
 
 impl KeepArgs {
@@ -52,10 +56,11 @@ impl KeepArgs {
             on_bad_file: if self.skip_bad_files { FilePolicy::Skip } else { FilePolicy::Error },
             on_duplicate_file: if self.error_on_duplicate_files { FilePolicy::Error } else { FilePolicy::Skip },
             max_open_files: self.max_open_files.unwrap_or(options.max_open_files),
-            index_cache: match (&self.index_path, self.no_index_cache) {
-                (Some(p), _) => IndexCache::Path(p.clone()),
-                (None, true) => IndexCache::Off,
-                (None, false) => IndexCache::Auto,
+            index_cache: match (&self.index_path, &self.index_dir, self.no_index_cache) {
+                (Some(p), _, _) => IndexCache::Path(p.clone()),
+                (None, Some(d), _) => IndexCache::Dir(d.clone()),
+                (None, None, true) => IndexCache::Off,
+                (None, None, false) => options.index_cache.clone(),
             },
             ..options
         })
@@ -153,7 +158,9 @@ impl FileArgs {
 /// open's notices and the seed it picked.
 pub fn open(inputs: &[String], options: Options) -> CliResult<Batcher> {
     let paths = crate::expand_inputs(inputs)?;
-    if matches!(options.index_cache, IndexCache::Path(_)) && paths.len() > 1 {
+    let one_path = |c: &IndexCache| matches!(c, IndexCache::Path(_));
+    let explicit = one_path(&options.index_cache) || matches!(&options.index_cache, IndexCache::ReadOnly(inner) if one_path(inner));
+    if explicit && paths.len() > 1 {
         return Err(CliError::Usage("--index-path names the index of one file; several were given".into()));
     }
     let total: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();

@@ -2,7 +2,7 @@
 
 use std::io::{BufWriter, Write};
 
-use crate::{Batcher, IndexStatus, Options, Utf8Verdict};
+use crate::{Batcher, IndexCache, IndexStatus, Options, Utf8Verdict};
 
 use crate::cli::args::{open, KeepArgs};
 use crate::cli::error::{CliError, CliResult};
@@ -19,8 +19,12 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
-    fn open(&self) -> CliResult<Batcher> {
-        open(&self.inputs, self.keep.apply(Options { seed: Some(0), ..Options::default() })?)
+    /// The corpus, its indexes found, and written where none is unless `read_only`.
+    fn open(&self, read_only: bool) -> CliResult<Batcher> {
+        // Nothing is batched here: no leftovers to drop (nor a notice about them).
+        let options = self.keep.apply(Options { seed: Some(0), ignore_leftovers: false, ..Options::default() })?;
+        let index_cache = if read_only { IndexCache::ReadOnly(Box::new(options.index_cache)) } else { options.index_cache };
+        open(&self.inputs, Options { index_cache, ..options })
     }
 }
 
@@ -28,6 +32,10 @@ impl InputArgs {
 pub struct IndexArgs {
     #[command(flatten)]
     input: InputArgs,
+    /// Remove the index files of these files instead (every keep-rule variant, beside the
+    /// files, in --index-dir and in the cache directories), printing each one removed.
+    #[arg(long)]
+    clean: bool,
 }
 
 #[derive(clap::Args)]
@@ -79,7 +87,10 @@ fn index_bytes_per_line(b: &Batcher, f: usize) -> String {
 }
 
 pub fn index(a: IndexArgs) -> CliResult {
-    let b = a.input.open()?;
+    if a.clean {
+        return clean(&a.input);
+    }
+    let b = a.input.open(false)?;
     let mut out = std::io::stdout().lock();
     for (f, path) in b.paths().enumerate() {
         let lines = b.file_lines(f);
@@ -96,14 +107,15 @@ pub fn index(a: IndexArgs) -> CliResult {
 }
 
 pub fn count(a: CountArgs) -> CliResult {
-    let b = a.input.open()?;
+    let b = a.input.open(false)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{} kept lines, {} physical lines", b.num_lines(), b.physical_lines())?;
     Ok(())
 }
 
 pub fn info(a: InfoArgs) -> CliResult {
-    let b = a.input.open()?;
+    // Looks, never writes: an index file missing is built in memory for the report.
+    let b = a.input.open(true)?;
     let mut out = std::io::stdout().lock();
     for (f, path) in b.paths().enumerate() {
         let id = b.identity(f);
@@ -126,6 +138,23 @@ pub fn info(a: InfoArgs) -> CliResult {
     if !b.skipped_files().is_empty() {
         writeln!(out, "skipped: {} files", b.skipped_files().len())?;
     }
+    Ok(())
+}
+
+/// `index --clean`: removes our index files of the inputs, wherever the options look.
+fn clean(input: &InputArgs) -> CliResult {
+    let paths = crate::expand_inputs(&input.inputs)?;
+    let dir = input.keep.index_dir.clone();
+    let mut out = std::io::stdout().lock();
+    let mut removed = 0u64;
+    for data in &paths {
+        for p in crate::index::index_files_of(data, dir.as_deref()) {
+            std::fs::remove_file(&p).map_err(|e| crate::Error::from_io(&p, e))?;
+            writeln!(out, "removed {}", p.display())?;
+            removed += 1;
+        }
+    }
+    writeln!(out, "{removed} index files removed")?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod store;
 pub(crate) mod utf8;
 
 use crate::options::KeepRules;
+pub(crate) use persist::index_files_of;
 use record::{Layout, LONG_LINE};
 use store::Records;
 pub use utf8::Utf8Verdict;
@@ -521,14 +522,11 @@ pub(crate) fn open_index(
             build::BuildError::Interrupted => crate::Error::Interrupted { path: path.to_path_buf() },
         })
     };
-    let explicit = match req.cache {
-        IndexCache::Off => return Ok((build()?, IndexStatus::Memory)),
-        _ if source.is_anonymous() => return Ok((build()?, IndexStatus::Memory)),
-        IndexCache::Path(p) => Some(p.as_path()),
-        IndexCache::Auto => None,
-    };
+    let candidates = persist::locations(path, req.rules, req.cache);
+    if candidates.is_empty() || source.is_anonymous() {
+        return Ok((build()?, IndexStatus::Memory));
+    }
     let identity = source.identity();
-    let candidates = persist::locations(path, req.rules, explicit);
     let try_load = |c: &std::path::Path, notices: &mut Vec<String>| match persist::load(c, identity, req.rules) {
         Ok(index) => Some(index),
         Err(persist::Unusable::Missing) => None,
@@ -545,6 +543,9 @@ pub(crate) fn open_index(
     }
     // Only the first candidate's complaint matters: later ones are fallbacks.
     notices.extend(seen.into_iter().take(1));
+    if matches!(req.cache, IndexCache::ReadOnly(_)) {
+        return Ok((build()?, IndexStatus::Memory));
+    }
     // Build under the data file's lock, so that processes opening the same new file at
     // once build it once; then check again: another process may have just written it.
     let Some(_lock) = persist::BuildLock::acquire(source.file(), req.cancel) else {

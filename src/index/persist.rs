@@ -34,7 +34,7 @@ use super::record::Layout;
 use super::store::Records;
 use super::utf8::Utf8Verdict;
 use super::{Half, IndexMeta, LineIndex};
-use crate::options::KeepRules;
+use crate::options::{IndexCache, KeepRules};
 use crate::source::{Cancel, Identity};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mmbindex");
@@ -185,24 +185,92 @@ impl Header {
     }
 }
 
-/// Where the index of `data` under `rules` may live, in the order they are tried.
-pub(crate) fn locations(data: &Path, rules: KeepRules, explicit: Option<&Path>) -> Vec<PathBuf> {
-    if let Some(p) = explicit {
-        return vec![p.to_path_buf()];
+/// Where the index of `data` under `rules` may live under `cache`, in the order they are
+/// tried (none for `Off`).
+pub(crate) fn locations(data: &Path, rules: KeepRules, cache: &IndexCache) -> Vec<PathBuf> {
+    let env_dir = || std::env::var_os("MMAP_BATCHER_CACHE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    match cache {
+        IndexCache::Off => Vec::new(),
+        IndexCache::ReadOnly(inner) => locations(data, rules, inner),
+        IndexCache::Path(p) => vec![p.to_path_buf()],
+        IndexCache::Dir(dir) => vec![in_dir(dir, data, rules)],
+        IndexCache::Auto => match env_dir() {
+            // Asked for by name: the only place, even where the data's directory is writable.
+            Some(dir) => vec![in_dir(&dir, data, rules)],
+            None => {
+                let mut file_name = data.file_name().map_or_else(|| std::ffi::OsString::from("stdin"), |n| n.to_os_string());
+                // The name's own bytes, not a lossy rendering: two names that are not
+                // UTF-8 must not share an index file.
+                file_name.push(format!(".{}.{SUFFIX}", rules.tag()));
+                let beside = data.parent().map_or_else(|| PathBuf::from(&file_name), |d| d.join(&file_name));
+                std::iter::once(beside).chain(cache_dir().map(|dir| in_dir(&dir, data, rules))).collect()
+            }
+        },
     }
+}
+
+/// The index file of `data` in the directory `dir`: its name, a hash of its full path
+/// (two `data.txt` in different directories do not meet) and the rules' tag.
+fn in_dir(dir: &Path, data: &Path, rules: KeepRules) -> PathBuf {
+    dir.join(format!("{}{}.{SUFFIX}", in_dir_prefix(data), rules.tag()))
+}
+
+/// The name of `data`'s index files in a directory, up to the rules' tag.
+fn in_dir_prefix(data: &Path) -> String {
     let name = data.file_name().map_or_else(|| "stdin".into(), |n| n.to_string_lossy().into_owned());
-    // The name's own bytes, not a lossy rendering: two names that are not UTF-8 must not
-    // share an index file.
-    let mut file_name = data.file_name().map_or_else(|| std::ffi::OsString::from("stdin"), |n| n.to_os_string());
-    file_name.push(format!(".{}.{SUFFIX}", rules.tag()));
-    let beside = data.parent().map_or_else(|| PathBuf::from(&file_name), |d| d.join(&file_name));
-    let mut out = vec![beside];
-    if let Some(dir) = cache_dir() {
-        let canonical = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
-        let hash = fnv1a(canonical.as_os_str().as_encoded_bytes());
-        out.push(dir.join(format!("{name}-{hash:016x}.{}.{SUFFIX}", rules.tag())));
+    let canonical = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
+    let hash = fnv1a(canonical.as_os_str().as_encoded_bytes());
+    format!("{name}-{hash:016x}.")
+}
+
+/// Our index files of `data` under any keep rules: beside it, in `dir`, and in the cache
+/// directories — each a regular file of this user that starts with our magic number
+/// (what `index --clean` removes; nothing else is listed).
+pub(crate) fn index_files_of(data: &Path, dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut places: Vec<(PathBuf, std::ffi::OsString)> = Vec::new();
+    if let (Some(parent), Some(name)) = (data.parent(), data.file_name()) {
+        let mut prefix = name.to_os_string();
+        prefix.push(".");
+        places.push((if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() }, prefix));
     }
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dirs = [
+        dir.map(Path::to_path_buf),
+        env("MMAP_BATCHER_CACHE_DIR"),
+        env("XDG_CACHE_HOME").map(|d| d.join("mmap-batcher")),
+        env("HOME").map(|d| d.join(".cache").join("mmap-batcher")),
+    ];
+    for d in dirs.into_iter().flatten() {
+        places.push((d, in_dir_prefix(data).into()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let mut out = Vec::new();
+    for (d, prefix) in places {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let (n, pre) = (name.as_encoded_bytes(), prefix.as_encoded_bytes());
+            if !n.starts_with(pre) || !n.ends_with(format!(".{SUFFIX}").as_bytes()) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+            if meta.is_file() && meta.uid() == me && starts_with_magic(&entry.path()) && !out.contains(&entry.path()) {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
     out
+}
+
+fn starts_with_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut word = [0u8; 8];
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path);
+    opened.and_then(|mut f| f.read_exact(&mut word)).is_ok() && u64::from_ne_bytes(word) == MAGIC
 }
 
 /// The per-user cache directory: `$MMAP_BATCHER_CACHE_DIR`, else `$XDG_CACHE_HOME/mmap-batcher`,
