@@ -79,6 +79,6 @@ pub use options::{Choice, FilePolicy, IndexCache, IoPolicy, KeepRules, LineLayou
 pub use order::{BlockLayout, BlockOrder, EpochOrder, Permutation};
 pub use plan::{Served, Shard, ShardPlan, Units};
 pub use select::{RowFilter, Selection};
-pub use source::paths::expand_inputs;
+pub use source::paths::{expand_inputs, inputs_name_a_corpus};
 pub use source::{Cancel, Identity, NeverCancel};
 pub use stream::{BatchStream, Ready, Wait};

@@ -256,6 +256,11 @@ pub struct Options {
     /// a notice naming both paths (the default), or an error.
     #[serde(default)]
     pub on_duplicate_file: FilePolicy,
+    /// Carry the `file` column even for a corpus of one file. The entry points set it when
+    /// the input was a glob or a list ([`inputs_name_a_corpus`](crate::inputs_name_a_corpus)),
+    /// so a glob that happens to match one file keeps the schema of one that matches many.
+    #[serde(default)]
+    pub file_column: bool,
 }
 
 impl Default for Options {
@@ -277,6 +282,7 @@ impl Default for Options {
             trust_files: false,
             on_bad_file: FilePolicy::Error,
             on_duplicate_file: FilePolicy::Skip,
+            file_column: false,
         }
     }
 }

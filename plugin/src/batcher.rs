@@ -264,7 +264,8 @@ impl MmapBatcher {
             worker_id: int_arg("worker_id", &args.worker_id)?,
             num_workers: int_arg("num_workers", &args.num_workers)?,
         };
-        let inputs = crate::options::inputs(&paths)?;
+        let (inputs, corpus) = crate::options::inputs(&paths)?;
+        let options = Options { file_column: corpus, ..options };
         let cancel = PyCancel::new();
         let opened = py.detach(|| Batcher::open_with(&inputs, options.clone(), &|_| {}, &cancel));
         if let Some(e) = lock(&cancel.raised).take() {

@@ -62,16 +62,18 @@ fn path_arg(v: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
     Ok(p)
 }
 
-/// The inputs: a path, a glob, or a sequence of them, expanded into files.
-pub fn inputs(v: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
+/// The inputs: a path, a glob, or a sequence of them, expanded into files; and whether
+/// they name a corpus (a glob or a sequence: then the `file` column is always there).
+pub fn inputs(v: &Bound<'_, PyAny>) -> PyResult<(Vec<PathBuf>, bool)> {
     let single = v.is_instance_of::<PyString>() || v.is_instance_of::<PyBytes>() || v.hasattr("__fspath__")?;
     let items: Vec<PathBuf> = if single {
         vec![path_arg(v)?]
     } else {
-        let iter = v.try_iter().map_err(|_| option_error("filename must be a path, a glob or a sequence of them"))?;
+        let iter = v.try_iter().map_err(|_| option_error("paths must be a path, a glob or a sequence of them"))?;
         iter.map(|item| path_arg(&item?)).collect::<PyResult<_>>()?
     };
-    Ok(mmap_batcher::expand_inputs(&items)?)
+    let corpus = !single || mmap_batcher::inputs_name_a_corpus(&items);
+    Ok((mmap_batcher::expand_inputs(&items)?, corpus))
 }
 
 /// The comment character: one ASCII `str` character, one byte, or `None`.
@@ -184,6 +186,8 @@ impl Args<'_> {
             header_lines: int_arg("header_lines", &self.header_lines)?,
             on_bad_file: self.on_bad_file,
             on_duplicate_file: self.on_duplicate_file,
+            // Decided from the inputs, by the constructor.
+            file_column: false,
             seed: self.seed.as_ref().map(|s| int_arg("seed", s)).transpose()?,
             keep_terminator: self.keep_terminator,
             line_type: if self.binary { LineType::Binary } else { LineType::Utf8 },

@@ -107,3 +107,21 @@ def test_cli_skip_bad_files_and_info(with_bad_files):
     info = subprocess.run([CLI, "info", "--no-index-cache", "--skip-bad-files", glob], capture_output=True, text=True, check=True)
     assert "skipped: 2 files" in info.stdout and "logo.c (skipped)" in info.stdout, info.stdout
     assert "--skip-bad-files" in info.stderr
+
+
+def test_a_glob_or_a_list_keeps_the_file_column_for_one_match(tmp_path):
+    import polars as pl
+
+    from mmap_batcher import scan_lines
+
+    (tmp_path / "only.txt").write_text("a\nb\nc\n")
+    single = MmapBatcher(str(tmp_path / "only.txt"), batch_size=3, index_cache=False)
+    assert "file" not in single.columns
+    for paths in (str(tmp_path / "*.txt"), [str(tmp_path / "only.txt")]):
+        mmb = MmapBatcher(paths, batch_size=3, index_cache=False)
+        assert mmb.columns[-1] == "file"
+        assert pl.DataFrame(mmb.epoch(0).batch(0))["file"].to_list() == [str(tmp_path / "only.txt")] * 3
+    assert "file" in scan_lines(str(tmp_path / "*.txt"), index_cache=False).collect_schema()
+    sql = subprocess.run([CLI, "sql", "--no-index-cache", "--format", "csv", str(tmp_path / "*.txt"),
+                          "SELECT count(DISTINCT file) AS n FROM lines"], capture_output=True, text=True, check=True)
+    assert sql.stdout.split() == ["n", "1"]

@@ -205,7 +205,7 @@ impl Batcher {
 
     /// The default columns: the five of a single file, and `file` for several files.
     pub fn default_columns(&self) -> Vec<Column> {
-        Column::defaults(self.num_files())
+        Column::defaults(if self.inner.options.file_column { usize::MAX } else { self.num_files() })
     }
 
     /// The address ranges of the files mapped now: every non-inline view points inside one.

@@ -158,6 +158,7 @@ impl FileArgs {
 /// open's notices and the seed it picked.
 pub fn open(inputs: &[String], options: Options) -> CliResult<Batcher> {
     let paths = crate::expand_inputs(inputs)?;
+    let options = Options { file_column: crate::inputs_name_a_corpus(inputs), ..options };
     let one_path = |c: &IndexCache| matches!(c, IndexCache::Path(_));
     let explicit = one_path(&options.index_cache) || matches!(&options.index_cache, IndexCache::ReadOnly(inner) if one_path(inner));
     if explicit && paths.len() > 1 {

@@ -24,8 +24,7 @@ pub fn expand_inputs<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> Result<Vec<Path
         let input = input.as_ref();
         let path = PathBuf::from(input);
         let text = input.to_string_lossy();
-        let is_glob = text.contains(['*', '?', '[']);
-        if !is_glob || path.exists() || input == "-" {
+        if !is_glob(input) {
             files.push(path);
             continue;
         }
@@ -51,6 +50,18 @@ pub fn expand_inputs<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> Result<Vec<Path
         return Err(Error::NoInput { pattern: "(empty list of inputs)".into() });
     }
     Ok(files)
+}
+
+/// True when `input` is expanded as a glob: it has glob characters (`*`, `?`, `[`) and
+/// names no existing path (nor is `-`).
+fn is_glob(input: &std::ffi::OsStr) -> bool {
+    input != "-" && input.to_string_lossy().contains(['*', '?', '[']) && !std::path::Path::new(input).exists()
+}
+
+/// True when `inputs` name a corpus rather than one file: several inputs, or a glob
+/// (whatever it matches). Such a corpus carries the `file` column (`Options::file_column`).
+pub fn inputs_name_a_corpus<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> bool {
+    inputs.len() != 1 || inputs.iter().any(|i| is_glob(i.as_ref()))
 }
 
 /// The file name suffix of our index files (`index::persist` names them).
