@@ -300,7 +300,7 @@ impl Corpus {
         *guard = Some(file.clone());
         drop(guard);
         if self.open_count.fetch_add(1, Ordering::Relaxed) + 1 > self.max_open {
-            self.evict_one(f);
+            self.evict_some(f);
         }
         Ok(file)
     }
@@ -325,17 +325,25 @@ impl Corpus {
         }
     }
 
-    /// Unmaps the least recently used open file other than `keep`.
-    fn evict_one(&self, keep: usize) {
-        let victim = self
+    /// Unmaps the least recently used eighth of the budget, `keep` excepted: one scan of
+    /// the files per many unmaps, not one per map (a scan of 30,000 entries at every miss
+    /// made a shuffled epoch over 30,000 files 380× slower than over all of them mapped).
+    fn evict_some(&self, keep: usize) {
+        let mut open: Vec<(u64, usize)> = self
             .entries
             .iter()
             .enumerate()
             .filter(|(i, e)| *i != keep && e.status.path().is_some())
             .filter(|(_, e)| lock(&e.open).is_some())
-            .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
-            .map(|(i, _)| i);
-        if let Some(v) = victim {
+            .map(|(i, e)| (e.last_used.load(Ordering::Relaxed), i))
+            .collect();
+        let over = self.open_count.load(Ordering::Relaxed).saturating_sub(self.max_open);
+        let count = (over + self.max_open / 8).max(1).min(open.len());
+        if count == 0 {
+            return;
+        }
+        open.select_nth_unstable(count - 1);
+        for &(_, v) in &open[..count] {
             if lock(&self.entries[v].open).take().is_some() {
                 self.open_count.fetch_sub(1, Ordering::Relaxed);
             }

@@ -68,6 +68,7 @@ where
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    raise_descriptor_limit();
     let result = match cli.command {
         Command::Batches(a) => batches::run(a),
         #[cfg(feature = "datafusion")]
@@ -80,4 +81,18 @@ where
         Command::Corpus(a) => synthetic::run(a),
     };
     error::exit_code(result)
+}
+
+/// Raises this process's soft descriptor limit to its hard limit, as a command line over
+/// tens of thousands of files needs (Go's runtime does the same for every program); the
+/// default `--max-open-files` follows. Only the command line does this: a library must not
+/// change its host process's limits. Failure leaves the limit as it was.
+fn raise_descriptor_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum) {
+        if soft < hard {
+            let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(hard), maximum: Some(hard) });
+        }
+    }
 }
