@@ -223,6 +223,10 @@ impl Corpus {
         self.entries.iter().map(|e| e.physical_lines).sum()
     }
 
+    pub(crate) fn physical_lines_of(&self, f: usize) -> u64 {
+        self.entries[f].physical_lines
+    }
+
     pub(crate) fn paths(&self) -> impl Iterator<Item = &Path> {
         self.entries.iter().map(|e| e.path.as_path())
     }

@@ -75,7 +75,7 @@ pub use batcher::{Batch, Batcher, Epoch, Located};
 pub use error::{Error, Result};
 pub use index::{IndexStatus, Utf8Verdict, MAX_LINE_LEN};
 pub use ipc::{ipc_schema, write_ipc_file, write_ipc_stream, IpcSummary};
-pub use options::{Choice, FilePolicy, IndexCache, IoPolicy, KeepRules, LineLayout, LineType, Options, Shuffle, ShuffleMode};
+pub use options::{Choice, FilePolicy, IndexCache, IoPolicy, KeepRules, LineLayout, LineType, Options, Shuffle, ShuffleMode, SkipReason};
 pub use order::{BlockLayout, BlockOrder, EpochOrder, Permutation};
 pub use plan::{Served, Shard, ShardPlan, Units};
 pub use select::{RowFilter, Selection};

@@ -298,7 +298,44 @@ pub struct KeepRules {
     pub header_lines: u64,
 }
 
+/// Why a line is not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// One of the first `header_lines` lines of its file.
+    Header,
+    /// Its first byte is the comment character.
+    Comment,
+    /// Only ASCII whitespace.
+    Blank,
+}
+
+/// ASCII whitespace as the original Python `bytes.isspace()` sees it (Rust's
+/// `is_ascii_whitespace` leaves out `\v`).
+#[inline]
+fn is_blank_byte(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
 impl KeepRules {
+    /// Why physical line `number` (1-based) of a file, `line` with its terminator, is
+    /// skipped under these rules; `None` when it is kept. The index build applies the
+    /// same rules (the header by offset, the rest through [`content_skip`](Self::content_skip)).
+    pub fn skip_reason(&self, line: &[u8], number: u64) -> Option<SkipReason> {
+        if number <= self.header_lines {
+            return Some(SkipReason::Header);
+        }
+        self.content_skip(line)
+    }
+
+    /// Why `line` is skipped by its bytes alone (comment, blank), whatever its place.
+    #[inline]
+    pub(crate) fn content_skip(&self, line: &[u8]) -> Option<SkipReason> {
+        if line.first().is_some_and(|&c| self.comment_char == Some(c)) {
+            return Some(SkipReason::Comment);
+        }
+        (self.skip_blank_lines && line.iter().all(|&b| is_blank_byte(b))).then_some(SkipReason::Blank)
+    }
+
     /// A short tag naming these rules in index file names, so that indexes built under
     /// different rules live side by side: `b1-c23` (skip blanks, comment byte 0x23), and
     /// `-h1` with one header line.

@@ -145,3 +145,13 @@ def test_cli_raises_its_soft_descriptor_limit(tmp_path):
     import pyarrow as pa
 
     assert pa.ipc.open_file(str(tmp_path / "out.arrow")).read_all().num_rows == 900
+
+
+def test_info_says_what_the_rules_skip(tmp_path):
+    # C code: `#include` lines are comments under the default rules; info says so.
+    src = tmp_path / "x.c"
+    src.write_text("// header\n#include <stdio.h>\n#define N 3\n\nint main(void) {\n   \n  return N;\n}\n")
+    out = subprocess.run([CLI, "info", "--header-lines", "1", str(src)], capture_output=True, text=True, check=True).stdout
+    assert "skipped:     1 header, 2 comment (starting with '#'; --no-comment-char serves them), 2 blank" in out, out
+    assert "3 kept lines, 8 physical lines" in out
+    assert list(tmp_path.iterdir()) == [src]  # and info wrote no index file

@@ -143,6 +143,11 @@ impl Batcher {
         self.inner.corpus.physical_lines()
     }
 
+    /// Physical lines of file `f`, skipped ones included.
+    pub fn physical_lines_of(&self, f: usize) -> u64 {
+        self.inner.corpus.physical_lines_of(f)
+    }
+
     /// The line ids of file `f`.
     pub fn file_lines(&self, f: usize) -> std::ops::Range<u64> {
         self.inner.corpus.file_lines(f)

@@ -2,7 +2,7 @@
 
 use std::io::{BufWriter, Write};
 
-use crate::{Batcher, IndexCache, IndexStatus, Options, Utf8Verdict};
+use crate::{Batcher, IndexCache, IndexStatus, Options, SkipReason, Utf8Verdict};
 
 use crate::cli::args::{open, KeepArgs};
 use crate::cli::error::{CliError, CliResult};
@@ -117,6 +117,7 @@ pub fn info(a: InfoArgs) -> CliResult {
     // Looks, never writes: an index file missing is built in memory for the report.
     let b = a.input.open(true)?;
     let mut out = std::io::stdout().lock();
+    let mut total_skipped = [0u64; 3];
     for (f, path) in b.paths().enumerate() {
         let id = b.identity(f);
         let lines = b.file_lines(f);
@@ -130,15 +131,49 @@ pub fn info(a: InfoArgs) -> CliResult {
         writeln!(out, "  index:       {}", status(b.index_status(f)))?;
         writeln!(out, "  index size:  {} bytes per kept line", index_bytes_per_line(&b, f))?;
         writeln!(out, "  utf-8:       {utf8}")?;
+        if let Some(skipped) = skipped_by_reason(path, b.options().keep_rules(), b.physical_lines_of(f)) {
+            writeln!(out, "  skipped:     {}", describe(&skipped, b.options().comment_char))?;
+            for (t, n) in total_skipped.iter_mut().zip(skipped) {
+                *t += n;
+            }
+        }
     }
     for (path, why) in b.skipped_files() {
         writeln!(out, "{} (skipped)\n  why:         {why}", path.display())?;
     }
     writeln!(out, "total: {} kept lines, {} physical lines, {} bytes per kept line", b.num_lines(), b.physical_lines(), bytes_per_line(&b))?;
+    writeln!(out, "skipped lines: {}", describe(&total_skipped, b.options().comment_char))?;
     if !b.skipped_files().is_empty() {
         writeln!(out, "skipped: {} files", b.skipped_files().len())?;
     }
     Ok(())
+}
+
+/// The skipped lines of `path` by reason (header, comment, blank), counted with plain
+/// reads (never through the map: `info` may look at files others can write); `None` for
+/// input that cannot be read again (standard input, pipes) or that changed (its count of
+/// physical lines differs from the index's).
+fn skipped_by_reason(path: &std::path::Path, rules: crate::KeepRules, physical: u64) -> Option<[u64; 3]> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).ok().filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let (mut counts, mut line, mut number) = ([0u64; 3], Vec::new(), 0u64);
+    while reader.read_until(b'\n', &mut line).ok()? > 0 {
+        number += 1;
+        match rules.skip_reason(&line, number) {
+            Some(SkipReason::Header) => counts[0] += 1,
+            Some(SkipReason::Comment) => counts[1] += 1,
+            Some(SkipReason::Blank) => counts[2] += 1,
+            None => {}
+        }
+        line.clear();
+    }
+    (number == physical).then_some(counts)
+}
+
+fn describe(counts: &[u64; 3], comment: Option<u8>) -> String {
+    let comment = comment.map_or_else(String::new, |c| format!(" (starting with '{}'; --no-comment-char serves them)", c as char));
+    format!("{} header, {} comment{comment}, {} blank", counts[0], counts[1], counts[2])
 }
 
 /// `index --clean`: removes our index files of the inputs, wherever the options look.

@@ -63,19 +63,9 @@ pub(crate) enum BuildError {
     Interrupted,
 }
 
-/// ASCII whitespace as the original Python `bytes.isspace()` sees it (Rust's
-/// `is_ascii_whitespace` leaves out `\v`).
-#[inline]
-fn is_blank_byte(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
-}
-
 #[inline]
 pub(crate) fn is_kept(line: &[u8], rules: KeepRules) -> bool {
-    if line.first().is_some_and(|&c| rules.comment_char == Some(c)) {
-        return false;
-    }
-    !(rules.skip_blank_lines && line.iter().all(|&b| is_blank_byte(b)))
+    rules.content_skip(line).is_none()
 }
 
 #[inline]
