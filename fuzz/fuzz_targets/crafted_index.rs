@@ -23,7 +23,7 @@ struct Crafted {
     edits: Vec<(u16, u64)>,
 }
 
-const HEADER_LEN: usize = 4096;
+const HEADER_LEN: usize = 256;
 
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))

@@ -81,7 +81,7 @@ fn index_bytes_per_line(b: &Batcher, f: usize) -> String {
     let lines = b.file_lines(f);
     let n = (lines.end - lines.start).max(1);
     match b.index_status(f).path().and_then(|p| std::fs::metadata(p).ok()) {
-        Some(m) => format!("{:.2}", (m.len().saturating_sub(4096)) as f64 / n as f64),
+        Some(m) => format!("{:.2}", (m.len().saturating_sub(crate::index::persist::HEADER_LEN as u64)) as f64 / n as f64),
         None => "8.00".into(),
     }
 }
