@@ -100,7 +100,14 @@ fn sql_prints_table_csv_and_json() {
 fn ipc_writes_a_stream_arrow_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("batches.arrows");
-    let (ok, _, err) = run(&["ipc", EXAMPLE, "-o", out_path.to_str().unwrap(), "--batch-size", "3", "--epochs", "2", "--seed", "1"]);
+    let out = out_path.to_str().unwrap();
+    // The last partial batch of each epoch is in the stream unless dropped (10 lines: 3+3+3+1).
+    let (ok, _, err) = run(&["ipc", EXAMPLE, "-o", out, "--batch-size", "3", "--epochs", "2", "--seed", "1"]);
+    assert!(ok, "{err}");
+    let rows: usize =
+        arrow::ipc::reader::StreamReader::try_new(std::fs::File::open(&out_path).unwrap(), None).unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 20);
+    let (ok, _, err) = run(&["ipc", EXAMPLE, "-o", out, "--batch-size", "3", "--epochs", "2", "--seed", "1", "--drop-leftovers"]);
     assert!(ok, "{err}");
     let reader = arrow::ipc::reader::StreamReader::try_new(std::fs::File::open(&out_path).unwrap(), None).unwrap();
     assert_eq!(reader.schema().field(0).data_type(), &arrow::datatypes::DataType::LargeUtf8);

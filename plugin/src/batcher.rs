@@ -632,10 +632,12 @@ impl MmapBatcher {
     }
 
     /// Epochs ``0..epochs`` as a table for datafusion-python:
-    /// ``SessionContext().register_table("lines", mmb.table(epochs=3))``.
+    /// ``SessionContext().register_table("lines", mmb.table(epochs=3))``. Like every table
+    /// view (the CLI's ``sql``, ``scan_lines``, Ray, ``ipc``) it holds every kept line: the
+    /// last partial batch of each epoch is in it whatever ``ignore_leftovers`` says.
     #[pyo3(signature = (epochs=1))]
     fn table(&self, epochs: u64) -> PyResult<crate::datafusion::Table> {
-        crate::datafusion::Table::new(self.core()?, epochs)
+        crate::datafusion::Table::new(self.core()?.keeping_leftovers(), epochs)
     }
 
     /// Release this object's reference to the maps. Live Arrow batches keep theirs.

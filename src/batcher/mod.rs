@@ -52,7 +52,8 @@ pub struct Batcher {
 
 #[derive(Debug)]
 struct Inner {
-    corpus: Corpus,
+    /// Shared by the batchers derived from this one ([`Batcher::keeping_leftovers`]).
+    corpus: Arc<Corpus>,
     options: Options,
     seed: u64,
     /// The `file` column's dictionary: every path, once.
@@ -88,7 +89,7 @@ impl Batcher {
         if paths.is_empty() {
             return Err(Error::NoInput { pattern: "(empty list of inputs)".into() });
         }
-        let corpus = Corpus::open(paths, &options, progress, cancel)?;
+        let corpus = Arc::new(Corpus::open(paths, &options, progress, cancel)?);
         let seed = options.seed.unwrap_or_else(random_seed);
         let file_names = Arc::new(StringArray::from_iter_values(corpus.paths().map(|p| p.to_string_lossy().into_owned())));
         let mut notices = corpus.notices().to_vec();
@@ -101,6 +102,22 @@ impl Batcher {
             ));
         }
         Ok(Batcher { inner: Arc::new(Inner { corpus, options, seed, file_names, identity: Default::default(), notices }) })
+    }
+
+    /// This batcher with the last partial batch of each epoch served (the same files,
+    /// maps, seed and orders; only the batch count differs): what the table views read —
+    /// SQL, Polars, Ray, IPC read every line whatever `ignore_leftovers` says, which governs
+    /// the batch iterators.
+    pub fn keeping_leftovers(&self) -> Batcher {
+        if !self.inner.options.ignore_leftovers {
+            return self.clone();
+        }
+        let i = &self.inner;
+        let options = Options { ignore_leftovers: false, ..i.options.clone() };
+        let notices = i.notices.iter().filter(|n| !n.contains("make no full batch")).cloned().collect();
+        let inner =
+            Inner { corpus: i.corpus.clone(), options, seed: i.seed, file_names: i.file_names.clone(), identity: Default::default(), notices };
+        Batcher { inner: Arc::new(inner) }
     }
 
     /// The path of the first (often only) file.

@@ -29,7 +29,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let epochs = a.files.epochs;
-    let batcher = open(&a.inputs, a.files.options(false)?)?;
+    // A table view: every line, as `sql` (the last partial batches are in the stream).
+    let batcher = open(&a.inputs, a.files.options(true)?)?;
     let columns = batcher.default_columns();
     let shard = a.files.shard();
     let write = |out: &mut dyn std::io::Write| {
