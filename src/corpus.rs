@@ -62,7 +62,6 @@ pub(crate) struct Corpus {
     /// The options of the open, for re-opening an unmapped file the same way.
     options: Options,
     io: ResolvedIo,
-    max_open: usize,
     open_count: AtomicUsize,
     clock: AtomicU64,
     blocks: BlockLayout,
@@ -76,12 +75,11 @@ impl Corpus {
     /// Opens and indexes every file of `paths`, on all cores for many files.
     pub(crate) fn open(paths: &[PathBuf], options: &Options, progress: &(dyn Fn(u64) + Sync), cancel: &dyn Cancel) -> Result<Self> {
         let mut notices = Vec::new();
-        let unique = served_once(paths, options.on_duplicate_file, &mut notices)?;
+        let (unique, metas) = served_once(paths, options.on_duplicate_file, &mut notices)?;
         let paths = &unique[..];
         let keep_open = paths.len() <= options.max_open_files;
         // Decided before any file is mapped: the index build's reads already come in the
         // page sizes the epochs want (the kernel keeps cached pages at the size read).
-        let metas: Vec<std::fs::Metadata> = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).collect();
         let total_bytes: u64 = metas.iter().map(|m| m.len()).sum();
         let untrusted = if options.trust_files { 0 } else { metas.iter().filter(|m| crate::source::others_can_write(m)).count() };
         let io = if untrusted > 0 {
@@ -201,7 +199,6 @@ impl Corpus {
             first,
             options: options.clone(),
             io,
-            max_open: options.max_open_files,
             open_count: AtomicUsize::new(open_count),
             clock: AtomicU64::new(0),
             blocks: if block_bytes.is_some() { BlockLayout::from_starts(all_cuts) } else { BlockLayout::single(n) },
@@ -303,7 +300,7 @@ impl Corpus {
         }
         *guard = Some(file.clone());
         drop(guard);
-        if self.open_count.fetch_add(1, Ordering::Relaxed) + 1 > self.max_open {
+        if self.open_count.fetch_add(1, Ordering::Relaxed) + 1 > self.options.max_open_files {
             self.evict_some(f);
         }
         Ok(file)
@@ -320,7 +317,7 @@ impl Corpus {
                     format!(
                         "{source}: the batches in flight hold more files open than the descriptor limit allows \
                          (max_open_files={}): raise `ulimit -n`, or serve smaller batches",
-                        self.max_open
+                        self.options.max_open_files
                     ),
                 ),
                 path,
@@ -341,8 +338,8 @@ impl Corpus {
             .filter(|(_, e)| lock(&e.open).is_some())
             .map(|(i, e)| (e.last_used.load(Ordering::Relaxed), i))
             .collect();
-        let over = self.open_count.load(Ordering::Relaxed).saturating_sub(self.max_open);
-        let count = (over + self.max_open / 8).max(1).min(open.len());
+        let over = self.open_count.load(Ordering::Relaxed).saturating_sub(self.options.max_open_files);
+        let count = (over + self.options.max_open_files / 8).max(1).min(open.len());
         if count == 0 {
             return;
         }
@@ -361,12 +358,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// `paths` with every file reached a second time (same device and inode: a symlink, a
-/// hard link, overlapping globs; `-` twice) left out and named in a notice, or an error.
-fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>) -> Result<Vec<PathBuf>> {
+/// hard link, overlapping globs; `-` twice) left out and named in a notice, or an error;
+/// and the metadata of the files kept (one `stat` each, for the open's I/O decisions).
+fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>) -> Result<(Vec<PathBuf>, Vec<std::fs::Metadata>)> {
     use std::os::unix::fs::MetadataExt;
     let mut seen: std::collections::HashMap<(u64, u64), &PathBuf> = std::collections::HashMap::new();
     let mut stdin: Option<&PathBuf> = None;
     let mut unique = Vec::with_capacity(paths.len());
+    let mut metas = Vec::with_capacity(paths.len());
     let mut twice: Vec<(&PathBuf, &PathBuf)> = Vec::new();
     for p in paths {
         let first = if p.as_os_str() == "-" {
@@ -378,6 +377,7 @@ fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>)
                     std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
                     std::collections::hash_map::Entry::Vacant(v) => {
                         v.insert(p);
+                        metas.push(m);
                         None
                     }
                 },
@@ -401,7 +401,7 @@ fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>)
             shown.join(", ")
         ));
     }
-    Ok(unique)
+    Ok((unique, metas))
 }
 
 /// The notice of files left out under `on_bad_file = Skip`: how many, and the first few.

@@ -90,12 +90,9 @@ impl RowFilter {
     /// binary search of each file's index.
     fn line_ids(&self, b: &Batcher) -> Result<Vec<Range<u64>>> {
         let mut ranges = Vec::new();
-        for f in 0..b.num_files() {
-            if let Some(names) = &self.files {
-                let path = b.paths().nth(f).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-                if !names.contains(&path) {
-                    continue;
-                }
+        for (f, path) in b.paths().enumerate() {
+            if self.files.as_ref().is_some_and(|names| !names.iter().any(|n| path.to_string_lossy() == n.as_str())) {
+                continue;
             }
             let ids = b.file_lines(f);
             let (lo, hi) = if self.line_numbers == ALL {

@@ -133,14 +133,10 @@ pub fn warn_deprecated(py: Python<'_>, message: String) -> PyResult<()> {
 /// `shuffle`: `True`/`False` or a [`ShuffleMode`] word.
 pub fn shuffle(v: &Bound<'_, PyAny>, block: u64, window: u64) -> PyResult<Shuffle> {
     let mode = match v.cast::<PyBool>() {
-        Ok(b) if b.is_true() => ShuffleMode::Global,
-        Ok(_) => ShuffleMode::None,
-        Err(_) => match v.extract::<String>() {
-            Ok(word) => ShuffleMode::parse(&word)
-                .map_err(|_| option_error(format!("shuffle must be True, False, 'global', 'block' or 'none', got {}", repr(v))))?,
-            Err(_) => return Err(option_error(format!("shuffle must be True, False, 'global', 'block' or 'none', got {}", repr(v)))),
-        },
+        Ok(b) => Some(if b.is_true() { ShuffleMode::Global } else { ShuffleMode::None }),
+        Err(_) => v.extract::<String>().ok().and_then(|word| ShuffleMode::parse(&word).ok()),
     };
+    let mode = mode.ok_or_else(|| option_error(format!("shuffle must be True, False, 'global', 'block' or 'none', got {}", repr(v))))?;
     Ok(Shuffle::of(mode, block, window))
 }
 

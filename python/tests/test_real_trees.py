@@ -160,3 +160,13 @@ def test_info_says_what_the_rules_skip(tmp_path):
     assert "skipped:     1 header, 2 comment (starting with '#'; --no-comment-char serves them), 2 blank" in out, out
     assert "3 kept lines, 8 physical lines" in out
     assert list(tmp_path.iterdir()) == [src]  # and info wrote no index file
+
+
+def test_info_on_a_fifo_does_not_read_it_twice(tmp_path):
+    fifo = tmp_path / "lines.fifo"
+    os.mkfifo(fifo)
+    info = subprocess.Popen([CLI, "info", str(fifo)], stdout=subprocess.PIPE, text=True)
+    with open(fifo, "w") as w:  # one writer: the open spools it; a second read would wait forever
+        w.write("a\nb\n")
+    out, _ = info.communicate(timeout=30)
+    assert info.returncode == 0 and "2 kept lines" in out

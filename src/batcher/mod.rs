@@ -64,6 +64,20 @@ struct Inner {
     notices: Vec<String>,
 }
 
+/// The corpus's notices, and one when these options leave every epoch without a batch.
+fn notices(corpus: &Corpus, options: &Options) -> Vec<String> {
+    let mut notices = corpus.notices().to_vec();
+    let lines = corpus.num_lines();
+    if lines > 0 && options.ignore_leftovers && lines < options.batch_size as u64 {
+        notices.push(format!(
+            "{lines} kept lines make no full batch of {}: every epoch is empty (the partial batch is dropped; \
+             ignore_leftovers=False / --keep-leftovers serves it)",
+            options.batch_size
+        ));
+    }
+    notices
+}
+
 /// A seed from the OS's randomness (std seeds `RandomState` from it).
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -92,15 +106,7 @@ impl Batcher {
         let corpus = Arc::new(Corpus::open(paths, &options, progress, cancel)?);
         let seed = options.seed.unwrap_or_else(random_seed);
         let file_names = Arc::new(StringArray::from_iter_values(corpus.paths().map(|p| p.to_string_lossy().into_owned())));
-        let mut notices = corpus.notices().to_vec();
-        let lines = corpus.num_lines();
-        if lines > 0 && options.ignore_leftovers && lines < options.batch_size as u64 {
-            notices.push(format!(
-                "{lines} kept lines make no full batch of {}: every epoch is empty (the partial batch is dropped; \
-                 ignore_leftovers=False / --keep-leftovers serves it)",
-                options.batch_size
-            ));
-        }
+        let notices = notices(&corpus, &options);
         Ok(Batcher { inner: Arc::new(Inner { corpus, options, seed, file_names, identity: Default::default(), notices }) })
     }
 
@@ -114,7 +120,7 @@ impl Batcher {
         }
         let i = &self.inner;
         let options = Options { ignore_leftovers: false, ..i.options.clone() };
-        let notices = i.notices.iter().filter(|n| !n.contains("make no full batch")).cloned().collect();
+        let notices = notices(&i.corpus, &options);
         let inner =
             Inner { corpus: i.corpus.clone(), options, seed: i.seed, file_names: i.file_names.clone(), identity: Default::default(), notices };
         Batcher { inner: Arc::new(inner) }

@@ -155,7 +155,14 @@ pub fn info(a: InfoArgs) -> CliResult {
 /// physical lines differs from the index's).
 fn skipped_by_reason(path: &std::path::Path, rules: crate::KeepRules, physical: u64) -> Option<[u64; 3]> {
     use std::io::BufRead;
-    let file = std::fs::File::open(path).ok().filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never blocking: a FIFO at that path (standard input's spool has none) is not read.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let (mut counts, mut line, mut number) = ([0u64; 3], Vec::new(), 0u64);
     while reader.read_until(b'\n', &mut line).ok()? > 0 {
