@@ -237,9 +237,9 @@ pub struct Options {
     /// How reads are planned.
     pub io: IoPolicy,
     /// At most this many files of a many-file corpus are mapped at once (least recently
-    /// used ones are unmapped; batches keep the maps they point into alive). The default,
-    /// [`Options::default_max_open_files`], fits the process's descriptor limit.
-    pub max_open_files: usize,
+    /// used ones are unmapped; batches keep the maps they point into alive). `None`: as many
+    /// as the process's limits allow, see [`Options::default_max_open_files`].
+    pub max_open_files: Option<usize>,
     /// Serve zero-copy views into the map even of files that another user can write (not
     /// owned by this process's user, or writable by group or others). Off by default: such a
     /// writer can change bytes under the map without a trace (a shared writable mapping
@@ -278,7 +278,7 @@ impl Default for Options {
             line_type: LineType::Utf8,
             index_cache: IndexCache::Auto,
             io: IoPolicy::Auto,
-            max_open_files: Self::default_max_open_files(),
+            max_open_files: None,
             trust_files: false,
             on_bad_file: FilePolicy::Error,
             on_duplicate_file: FilePolicy::Skip,
@@ -347,14 +347,21 @@ impl KeepRules {
 }
 
 impl Options {
-    /// The default `max_open_files`: half of what the descriptor limit (`RLIMIT_NOFILE`,
-    /// `ulimit -n`) leaves after 64 for everything else — each mapped file holds its own
-    /// descriptor and an index file's map — at least 16, and at most 16,384 (two maps a
-    /// file stay well under the kernel's default 65,530 maps per process).
-    pub fn default_max_open_files() -> usize {
-        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
-        let budget = soft.saturating_sub(64) / 2;
-        usize::try_from(budget).unwrap_or(usize::MAX).clamp(16, 16_384)
+    /// The default `max_open_files`. A mapped file held in memory (`descriptors` false:
+    /// the cached and file-order modes) keeps no descriptor, only its map: then half of
+    /// the kernel's maps per process (`vm.max_map_count`, 65,530 by default) after 1,024
+    /// for everything else — a file's map and, for a large file, its index's. Reading
+    /// from disk keeps a descriptor per file: half of what the descriptor limit
+    /// (`RLIMIT_NOFILE`, `ulimit -n`) leaves after 64. At least 16 either way.
+    pub fn default_max_open_files(descriptors: bool) -> usize {
+        let budget = if descriptors {
+            let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+            soft.saturating_sub(64) / 2
+        } else {
+            let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(65_530);
+            maps.saturating_sub(1024) / 2
+        };
+        usize::try_from(budget).unwrap_or(usize::MAX).max(16)
     }
 
     /// Checks every option; the error says which and why.
@@ -374,7 +381,7 @@ impl Options {
                 return bad("shuffle_window (blocks per window) must be at least 1".into());
             }
         }
-        if self.max_open_files == 0 {
+        if self.max_open_files == Some(0) {
             return bad("max_open_files must be at least 1".into());
         }
         Ok(())

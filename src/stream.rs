@@ -242,7 +242,9 @@ impl ReadAhead {
                 let file = corpus.file(f)?;
                 let prefetcher = match self.prefetchers.entry(f) {
                     std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-                    std::collections::hash_map::Entry::Vacant(v) => Prefetcher::new(file.source.file(), 1024, PREFETCH_THREADS).map(|p| v.insert(p)),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        file.source.file().ok().and_then(|f| Prefetcher::new(f, 1024, PREFETCH_THREADS)).map(|p| v.insert(p))
+                    }
                 };
                 if let Some(p) = prefetcher {
                     p.request(range.start as u64..range.end as u64);

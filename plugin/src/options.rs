@@ -196,9 +196,9 @@ impl Args<'_> {
             },
             io: self.io,
             max_open_files: if self.max_open_files.is_none() {
-                Options::default_max_open_files()
+                None
             } else {
-                usize::try_from(int_arg("max_open_files", &self.max_open_files)?).map_err(|_| option_error("max_open_files is too large"))?
+                Some(usize::try_from(int_arg("max_open_files", &self.max_open_files)?).map_err(|_| option_error("max_open_files is too large"))?)
             },
             trust_files: self.trust_files,
         };

@@ -93,8 +93,8 @@ impl Utf8Checked {
     /// Checks that each of `files` is unchanged since it was indexed and that its index
     /// found every kept line UTF-8.
     pub(crate) fn check(files: &[FileView<'_>]) -> Result<Self> {
+        crate::source::check_all_unchanged(files.iter().map(|f| f.source))?;
         for f in files {
-            f.source.check_unchanged()?;
             if let Utf8Verdict::Invalid { line_id, offset } = f.index.utf8() {
                 return Err(Error::InvalidUtf8 {
                     path: f.source.path().to_path_buf(),

@@ -36,9 +36,8 @@ impl Batcher {
                 let slot = match known {
                     Some(s) => s,
                     None => {
-                        files.push(corpus.file(f)?);
                         file_ids.push(f);
-                        let s = files.len() as u32 - 1;
+                        let s = file_ids.len() as u32 - 1;
                         match &mut table {
                             Some(t) => t[f] = s,
                             None => {
@@ -51,6 +50,7 @@ impl Batcher {
                 slots.push(slot);
                 locals.push(k);
             }
+            files = corpus.files(&file_ids)?;
         }
         // Gather first, in a loop of a few instructions a line: its cache misses overlap
         // by the dozen, where a loop that also decodes lets only a few be in flight (the
@@ -123,9 +123,10 @@ impl Located {
         &self.files[self.slots.get(i).copied().unwrap_or(0) as usize]
     }
 
-    /// Checks (one `fstat` per file) that the files are unchanged since they were indexed.
+    /// Checks that the files are unchanged since they were indexed: one `fstat` per file,
+    /// or one drain of the watch for files mapped without a descriptor.
     pub fn check_unchanged(&self) -> Result<()> {
-        self.files.iter().try_for_each(|f| f.source.check_unchanged())
+        crate::source::check_all_unchanged(self.files.iter().map(|f| &f.source))
     }
 
     /// Line `i`'s bytes and span in them: the file's map, or the buffer it was read into.
@@ -186,7 +187,7 @@ impl Located {
         for (slot, file) in self.files.iter().enumerate() {
             let lines: Vec<usize> = (0..self.len()).filter(|&i| self.slots.get(i).copied().unwrap_or(0) as usize == slot).collect();
             let ranges: Vec<std::ops::Range<u64>> = lines.iter().map(|&i| self.spans[i].start..self.spans[i].end).collect();
-            let (bytes, offsets) = crate::source::read_ranges(file.source.random_reader(), &ranges).map_err(|e| file.source.read_error(e))?;
+            let (bytes, offsets) = crate::source::read_ranges(file.source.random_reader()?, &ranges).map_err(|e| file.source.read_error(e))?;
             let base = buffer.len() as u64;
             buffer.extend_from_slice(&bytes);
             for (&i, &at) in lines.iter().zip(&offsets) {
@@ -207,7 +208,7 @@ impl Located {
                     let file = self.file(i);
                     let full = file.index.long_span_after_gap(self.locals[i], self.spans[i]);
                     let mut bytes = vec![0u8; full.len() as usize];
-                    std::os::unix::fs::FileExt::read_exact_at(file.source.random_reader(), &mut bytes, full.start)
+                    std::os::unix::fs::FileExt::read_exact_at(file.source.random_reader()?, &mut bytes, full.start)
                         .map_err(|e| file.source.read_error(e))?;
                     let at = buffer.len() as u64;
                     buffer.extend_from_slice(&bytes);

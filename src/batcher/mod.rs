@@ -253,7 +253,7 @@ impl Batcher {
         if self.inner.corpus.io() == crate::source::ResolvedIo::DiskLines {
             // Read, not copied from the map (see `Options::trust_files`).
             let range = span.start..span.end;
-            let (bytes, _) = crate::source::read_ranges(file.source.random_reader(), &[range]).map_err(|e| file.source.read_error(e))?;
+            let (bytes, _) = crate::source::read_ranges(file.source.random_reader()?, &[range]).map_err(|e| file.source.read_error(e))?;
             return Ok(bytes);
         }
         Ok(file.source.bytes()[span.range()].to_vec())
@@ -281,9 +281,7 @@ impl Batcher {
 
     /// Epoch `epoch`, after checking that no file changed since it was indexed.
     pub fn epoch(&self, epoch: u64) -> Result<Epoch> {
-        for f in 0..self.num_files() {
-            self.inner.corpus.file(f)?.source.check_path_unchanged()?;
-        }
+        self.inner.corpus.check_paths_unchanged()?;
         let o = &self.inner.options;
         let order = EpochOrder::new(self.inner.seed, epoch, o.shuffle, self.inner.corpus.blocks());
         Ok(Epoch { batcher: self.clone(), number: epoch, order: Arc::new(order) })

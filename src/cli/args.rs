@@ -26,8 +26,10 @@ pub struct KeepArgs {
     /// --binary, ...), listing them, instead of failing.
     #[arg(long)]
     pub skip_bad_files: bool,
-    /// Map at most N files at once (default: half of what `ulimit -n` leaves after 64,
-    /// between 16 and 16384); more files are mapped and unmapped as batches need them.
+    /// Map at most N files at once; more files are mapped and unmapped as batches need
+    /// them. Default: cached and file-order reads keep no descriptor per file, only its
+    /// map (half of `vm.max_map_count` after 1024); reads from disk keep one (half of
+    /// what `ulimit -n` leaves after 64).
     #[arg(long, value_name = "N")]
     pub max_open_files: Option<usize>,
     /// Fail when a file is reached twice (symlinks, hard links, overlapping globs) instead
@@ -55,7 +57,7 @@ impl KeepArgs {
             header_lines: self.header_lines,
             on_bad_file: if self.skip_bad_files { FilePolicy::Skip } else { FilePolicy::Error },
             on_duplicate_file: if self.error_on_duplicate_files { FilePolicy::Error } else { FilePolicy::Skip },
-            max_open_files: self.max_open_files.unwrap_or(options.max_open_files),
+            max_open_files: self.max_open_files.or(options.max_open_files),
             index_cache: match (&self.index_path, &self.index_dir, self.no_index_cache) {
                 (Some(p), _, _) => IndexCache::Path(p.clone()),
                 (None, Some(d), _) => IndexCache::Dir(d.clone()),

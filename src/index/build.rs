@@ -234,7 +234,7 @@ impl LineIndex {
             rules,
             file_len: bytes.len() as u64,
         };
-        let mut index = LineIndex { records: Records::Anonymous(store), meta };
+        let mut index = LineIndex { records: Records::built(store), meta };
         if let Some(offset) = bad {
             let line_start = memchr::memrchr(b'\n', &bytes[..offset as usize]).map_or(0, |p| p + 1) as u64;
             let line_id = index.first_at_or_after_offset(line_start);

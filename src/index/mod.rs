@@ -134,7 +134,7 @@ impl LineIndex {
     /// boundaries are. An index mapped from a file may have been written by anyone who
     /// can write it as this user: its cuts are checked as each line is served as a string.
     pub(crate) fn cuts_trusted(&self) -> bool {
-        !matches!(self.records, Records::Mapped { .. })
+        !self.records.loaded()
     }
 
     pub(crate) fn meta(&self) -> &IndexMeta {
@@ -501,13 +501,13 @@ pub(crate) fn open_index(
         let hooks = build::Hooks {
             progress: req.progress,
             cancel: req.cancel,
-            read_ahead: req.from_disk.then_some(source.file()),
+            read_ahead: if req.from_disk { Some(source.file()?) } else { None },
             release: req.from_disk.then_some(&release),
         };
         let copy;
         let bytes = if req.from_copy {
             let mut buf = vec![0u8; source.bytes().len()];
-            std::os::unix::fs::FileExt::read_exact_at(source.file(), &mut buf, 0).map_err(|e| source.read_error(e))?;
+            std::os::unix::fs::FileExt::read_exact_at(source.file()?, &mut buf, 0).map_err(|e| source.read_error(e))?;
             copy = buf;
             &copy[..]
         } else {
@@ -548,7 +548,7 @@ pub(crate) fn open_index(
     }
     // Build under the data file's lock, so that processes opening the same new file at
     // once build it once; then check again: another process may have just written it.
-    let Some(_lock) = persist::BuildLock::acquire(source.file(), req.cancel) else {
+    let Some(_lock) = persist::BuildLock::acquire(source.file()?, req.cancel) else {
         return Err(crate::Error::Interrupted { path: path.to_path_buf() });
     };
     for c in &candidates {
@@ -557,7 +557,7 @@ pub(crate) fn open_index(
         }
     }
     let index = build()?;
-    let data_mode = source.file().metadata().map_or(0o600, |m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    let data_mode = source.file()?.metadata().map_or(0o600, |m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
     let mut failures = Vec::new();
     for c in &candidates {
         if let Some(dir) = c.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -286,6 +286,35 @@ pub fn cache_dir() -> Option<PathBuf> {
 }
 
 /// Maps the index at `path` if it is valid for `data` (with identity `identity`) under `rules`.
+/// Index files up to this size are read into memory rather than mapped.
+const READ_INDEX_BELOW: u64 = 64 << 10;
+
+/// An index file's bytes: read (small files) or mapped.
+enum IndexBody {
+    /// Whole 8-byte words, so the records need no copy to be aligned.
+    Read(Vec<u64>),
+    Mapped(memmap2::Mmap),
+}
+
+impl IndexBody {
+    fn load(file: &std::fs::File, len: u64) -> Result<Self, Unusable> {
+        if len >= READ_INDEX_BELOW {
+            return crate::source::map_index(file).map(IndexBody::Mapped).map_err(|e| Unusable::Invalid(format!("cannot map: {e}")));
+        }
+        let mut words = vec![0u64; (len as usize).div_ceil(8)];
+        let buf = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, 0).map_err(|e| Unusable::Invalid(format!("cannot read: {e}")))?;
+        Ok(IndexBody::Read(words))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            IndexBody::Read(words) => bytemuck::cast_slice(words),
+            IndexBody::Mapped(map) => map,
+        }
+    }
+}
+
 pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result<LineIndex, Unusable> {
     // Not followed if a symlink, and never blocking (a FIFO planted at the index path would
     // otherwise hang the open); the type is checked on the open descriptor.
@@ -319,7 +348,8 @@ pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result
     if meta.len() != header.file_len() {
         return Err(Unusable::Invalid(format!("{} bytes long, its header says {}", meta.len(), header.file_len())));
     }
-    let map = crate::source::map_index(&file).map_err(|e| Unusable::Invalid(format!("cannot map: {e}")))?;
+    let body = IndexBody::load(&file, meta.len())?;
+    let map = body.bytes();
     // A bit flipped on disk, or a body written over: caught here, before any record is used.
     if twox_hash::XxHash3_64::oneshot(&map[HEADER_LEN..]) != header.body_checksum {
         return Err(Unusable::Invalid("body checksum mismatch".into()));
@@ -342,7 +372,11 @@ pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result
     {
         return Err(Unusable::Invalid("side lists out of order or range".into()));
     }
-    let records = Records::Mapped { map, bytes: HEADER_LEN..HEADER_LEN + 8 * header.records_count as usize, path: path.to_path_buf() };
+    let bytes = HEADER_LEN..HEADER_LEN + 8 * header.records_count as usize;
+    let records = match body {
+        IndexBody::Mapped(map) => Records::Mapped { map, bytes, path: path.to_path_buf() },
+        IndexBody::Read(words) => Records::Read(words[bytes.start / 8..bytes.end / 8].to_vec()),
+    };
     let index = LineIndex::from_parts(records, meta);
     index.check_structure().map_err(Unusable::Invalid)?;
     Ok(index)

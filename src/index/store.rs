@@ -58,10 +58,15 @@ impl RecordStore {
 pub(crate) enum Records {
     /// Built in this process.
     Anonymous(RecordStore),
+    /// Built in this process, small: moved off its own mapping (see [`Records::built`]).
+    Built(Vec<u64>),
     /// Mapped from an index file: the records are the bytes `bytes` of the map (checked
     /// at load to be 8-byte aligned and a whole number of records).
     /// (No file descriptor is kept: a corpus of many files keeps one per open file only.)
     Mapped { map: Mmap, bytes: Range<usize>, path: std::path::PathBuf },
+    /// Read from a small index file into memory: a map per index of a 40-line file would
+    /// spend two of the kernel's 65,530 maps per process on each file of a large tree.
+    Read(Vec<u64>),
 }
 
 impl Records {
@@ -70,7 +75,27 @@ impl Records {
     pub(crate) fn as_slice(&self) -> &[u64] {
         match self {
             Records::Anonymous(store) => store.records(),
+            Records::Built(records) => records,
             Records::Mapped { map, bytes, .. } => bytemuck::cast_slice::<u8, u64>(&map[bytes.clone()]),
+            Records::Read(records) => records,
+        }
+    }
+
+    /// True for records loaded from an index file (mapped or read), which anyone who can
+    /// write that file as this user may have written.
+    pub(crate) fn loaded(&self) -> bool {
+        !matches!(self, Records::Anonymous(_) | Records::Built(_))
+    }
+
+    /// The records of a finished build. A small index leaves its mapping for the heap:
+    /// each mapping counts against the kernel's 65,530 per process, which a tree of
+    /// 30,000 files indexed in memory would otherwise nearly spend on indexes.
+    pub(crate) fn built(store: RecordStore) -> Self {
+        const ON_HEAP_BELOW: usize = 8 << 10;
+        if store.used.len() < ON_HEAP_BELOW {
+            Records::Built(store.records().to_vec())
+        } else {
+            Records::Anonymous(store)
         }
     }
 

@@ -1,5 +1,6 @@
 //! The `unsafe` of memory-mapping: mapping a file read-only, lending windows of a map to
-//! Arrow, dropping a map's page-table entries, and prefetching from it. Nothing else in
+//! Arrow, dropping a map's page-table entries, and prefetching from it (and, with the same
+//! instruction, from the structures that describe the maps). Nothing else in
 //! the crate maps files.
 //!
 //! # Safety argument
@@ -14,7 +15,8 @@
 //! - The one promise we make about the *contents* — that a `Utf8View` holds UTF-8 — is
 //!   tied to the file's identity (device, inode, size, modification and change time, see
 //!   [`Identity`](super::Identity)) and the identity is checked with one `fstat` before
-//!   every batch is built, so a file rewritten in place is a
+//!   every batch is built (for a file mapped without a descriptor, its inotify watch and,
+//!   after an event, a `stat` of its path: see [`super::watch`]), so a file rewritten in place is a
 //!   [`FileChanged`](crate::Error::FileChanged) error at the next batch. Arrays already
 //!   handed out keep pointing into the shared map; the README says what a consumer risks
 //!   then, and which modes cannot be hurt (`binary`, `compact`).
@@ -88,4 +90,20 @@ pub(crate) fn prefetch(bytes: &[u8], at: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (bytes, at);
+}
+
+/// Like [`prefetch`], for the cache line holding the start of `value` (structures of a
+/// batch's many files, read one after another: their misses overlap when all are asked
+/// for first).
+#[inline(always)]
+pub(crate) fn prefetch_value<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: as in `prefetch`: a hint that reads nothing and never faults; the pointer
+        // comes from a live reference.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }

@@ -9,6 +9,7 @@ pub(crate) mod paths;
 mod pread;
 mod prefetch;
 mod spool;
+mod watch;
 
 use std::fs::File;
 use std::ops::Range;
@@ -22,9 +23,10 @@ use memmap2::Mmap;
 use crate::error::{Error, Result};
 use crate::options::IoPolicy;
 
-pub(crate) use map::prefetch;
+pub(crate) use map::{prefetch, prefetch_value};
 pub(crate) use pread::read_ranges;
 pub(crate) use prefetch::{read_all_detached, Prefetcher};
+pub(crate) use watch::ChangeWatch;
 
 /// Maps an index file read-only (see [`map`] for the safety argument).
 pub(crate) fn map_index(file: &File) -> std::io::Result<Mmap> {
@@ -95,8 +97,9 @@ impl Cancel for NeverCancel {
 #[derive(Debug)]
 pub struct SourceFile {
     path: PathBuf,
-    /// Kept open: `fstat` on it before each batch is the change check.
-    file: File,
+    /// The open file, until [`release_descriptor`](Self::release_descriptor): then the
+    /// map alone keeps the bytes, and the change check is a `stat` of the path.
+    file: Option<File>,
     map: Arc<Mmap>,
     identity: Identity,
     /// Standard input, data copied from a pipe, FIFO or special file, or decompressed,
@@ -105,6 +108,8 @@ pub struct SourceFile {
     /// A second open file description for scattered `pread`s, told not to read ahead
     /// (made on first use).
     random_reader: std::sync::OnceLock<Option<File>>,
+    /// The file's inotify watch, once its descriptor is released (see [`watch`]).
+    watched: Option<watch::Watched>,
 }
 
 impl SourceFile {
@@ -167,10 +172,11 @@ impl SourceFile {
             Ok(map) => Ok(SourceFile {
                 path: path.to_path_buf(),
                 identity: Identity::of(&meta),
-                file,
+                file: Some(file),
                 map: Arc::new(map),
                 anonymous: false,
                 random_reader: Default::default(),
+                watched: None,
             }),
             // A file system that cannot map (ENODEV): read it instead.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) => {
@@ -198,10 +204,11 @@ impl SourceFile {
         Ok(SourceFile {
             path: path.to_path_buf(),
             identity: Identity::of(&meta),
-            file,
+            file: Some(file),
             map: Arc::new(map),
             anonymous: true,
             random_reader: Default::default(),
+            watched: None,
         })
     }
 
@@ -215,9 +222,37 @@ impl SourceFile {
         &self.map
     }
 
-    /// The open file (for the index build's advisory lock).
-    pub(crate) fn file(&self) -> &File {
-        &self.file
+    /// The open file (for the index build's advisory lock and its reads ahead).
+    pub(crate) fn file(&self) -> Result<&File> {
+        self.file.as_ref().ok_or_else(|| Error::Internal { message: format!("{}: its descriptor was released", self.path.display()) })
+    }
+
+    /// Closes the file, keeping the map: a tree of 30,000 files then stays mapped under
+    /// any `ulimit -n`. The change check becomes a `stat` of the path, which also catches
+    /// a rename over it. Spooled input keeps its descriptor: its path names nothing.
+    pub(crate) fn release_descriptor(&mut self) {
+        if !self.anonymous {
+            self.file = None;
+        }
+    }
+
+    /// Watches the file with `watch` (its descriptor released), then checks that the path
+    /// still names the file mapped and unchanged: changes before the watch are seen by
+    /// this check, the ones after it by the watch.
+    pub(crate) fn watch_with(&mut self, watch: &std::sync::Arc<ChangeWatch>) -> Result<()> {
+        if self.file.is_none() {
+            self.watched = watch.add(&self.path);
+        }
+        self.check_polled()
+    }
+
+    /// The file's status now: from the descriptor, or from the path once it is released.
+    fn status(&self) -> Result<std::fs::Metadata> {
+        match &self.file {
+            Some(file) => file.metadata(),
+            None => std::fs::metadata(&self.path),
+        }
+        .map_err(|e| Error::from_io(&self.path, e))
     }
 
     /// A file handle for scattered reads: the same file, with the kernel's read-ahead off
@@ -236,14 +271,16 @@ impl SourceFile {
         if self.anonymous {
             return Ok(false);
         }
-        let meta = self.file.metadata().map_err(|e| Error::from_io(&self.path, e))?;
-        Ok(others_can_write(&meta))
+        Ok(others_can_write(&self.status()?))
     }
 
-    pub(crate) fn random_reader(&self) -> &File {
+    pub(crate) fn random_reader(&self) -> Result<&File> {
         let reader = self.random_reader.get_or_init(|| {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
-            let again = File::open(format!("/proc/self/fd/{fd}")).ok()?;
+            let again = match &self.file {
+                Some(file) => File::open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file))),
+                None => File::open(&self.path),
+            }
+            .ok()?;
             // The same file (not a new one at that path): else keep using ours.
             let same = again.metadata().ok().map(|m| Identity::of(&m)) == Some(self.identity);
             if !same {
@@ -252,7 +289,13 @@ impl SourceFile {
             let _ = rustix::fs::fadvise(&again, 0, None, rustix::fs::Advice::Random);
             Some(again)
         });
-        reader.as_ref().unwrap_or(&self.file)
+        match reader {
+            Some(reader) => Ok(reader),
+            None => self.file.as_ref().ok_or_else(|| match self.check_unchanged() {
+                Err(changed) => changed,
+                Ok(()) => Error::FileChanged { path: self.path.clone(), what: "it cannot be opened again".into() },
+            }),
+        }
     }
 
     /// The identity the file had when it was mapped.
@@ -272,11 +315,30 @@ impl SourceFile {
         start..start + self.map.len()
     }
 
-    /// [`Error::FileChanged`] when the open file's size, modification or change time
-    /// differs from when it was mapped: one `fstat`, cheap enough for every batch.
+    /// [`Error::FileChanged`] when the file's size, modification or change time differs
+    /// from when it was mapped: one `fstat` (a `stat` of the path once the descriptor is
+    /// released), cheap enough for every batch.
     pub(crate) fn check_unchanged(&self) -> Result<()> {
-        let meta = self.file.metadata().map_err(|e| Error::from_io(&self.path, e))?;
-        self.compare(&Identity::of(&meta))
+        if let Some(w) = &self.watched {
+            w.watch().poll();
+        }
+        self.check_polled()
+    }
+
+    /// [`check_unchanged`](Self::check_unchanged) without draining the watch first (see
+    /// [`check_all_unchanged`]): no system call for a watched file without events.
+    fn check_polled(&self) -> Result<()> {
+        if self.watched.as_ref().is_some_and(|w| w.quiet()) {
+            return Ok(());
+        }
+        match self.status() {
+            Ok(meta) => self.compare(&Identity::of(&meta)),
+            // Deleted or renamed away: the path no longer names the file that was mapped.
+            Err(Error::NotFound { .. }) if self.file.is_none() => {
+                Err(Error::FileChanged { path: self.path.clone(), what: "it was removed or renamed".into() })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Like [`check_unchanged`](Self::check_unchanged), and also that the path still
@@ -285,9 +347,14 @@ impl SourceFile {
         if self.anonymous {
             return self.check_unchanged();
         }
+        // A released file is checked by its path anyway, and always by `stat` here: this
+        // is what sees a change no watch reports (see [`watch`]).
         let meta = std::fs::metadata(&self.path).map_err(|e| Error::from_io(&self.path, e))?;
         self.compare(&Identity::of(&meta))?;
-        self.check_unchanged()
+        match self.file {
+            Some(_) => self.check_unchanged(),
+            None => Ok(()),
+        }
     }
 
     fn compare(&self, now: &Identity) -> Result<()> {
@@ -329,6 +396,23 @@ impl SourceFile {
     }
 }
 
+/// [`SourceFile::check_unchanged`] for each of `sources`, draining each watch once (the
+/// files of a corpus share one) rather than once per file.
+pub(crate) fn check_all_unchanged<'a>(sources: impl IntoIterator<Item = &'a SourceFile>) -> Result<()> {
+    let mut polled: Option<*const ChangeWatch> = None;
+    for source in sources {
+        if let Some(w) = &source.watched {
+            let this = std::sync::Arc::as_ptr(w.watch());
+            if polled != Some(this) {
+                w.watch().poll();
+                polled = Some(this);
+            }
+        }
+        source.check_polled()?;
+    }
+    Ok(())
+}
+
 /// True when someone other than this process's user may write the file (it belongs to
 /// another user, or group or others have write permission): then its bytes can change under
 /// a map without changing its size or times, and no view into the map may be trusted.
@@ -351,6 +435,12 @@ pub(crate) enum ResolvedIo {
 }
 
 impl ResolvedIo {
+    /// True when the files are read with `pread` or read ahead with `sendfile`, which
+    /// need each file open; else the maps alone serve the lines.
+    pub(crate) fn reads_with_descriptor(self) -> bool {
+        matches!(self, ResolvedIo::DiskLines | ResolvedIo::DiskWindows)
+    }
+
     /// Decides `policy` for `total_bytes` of input served in `shuffle` order.
     pub(crate) fn resolve(policy: IoPolicy, total_bytes: u64, shuffle: crate::options::Shuffle) -> Self {
         let disk = match policy {
