@@ -285,7 +285,6 @@ pub fn cache_dir() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|d| d.join(".cache").join("mmap-batcher")))
 }
 
-/// Maps the index at `path` if it is valid for `data` (with identity `identity`) under `rules`.
 /// Index files up to this size are read into memory rather than mapped.
 const READ_INDEX_BELOW: u64 = 64 << 10;
 
@@ -315,6 +314,8 @@ impl IndexBody {
     }
 }
 
+/// Loads the index at `path` (read or mapped, see [`IndexBody`]) if it is valid for the
+/// data file with identity `identity` under `rules`.
 pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result<LineIndex, Unusable> {
     // Not followed if a symlink, and never blocking (a FIFO planted at the index path would
     // otherwise hang the open); the type is checked on the open descriptor.
