@@ -18,7 +18,7 @@ use crate::batcher::Batcher;
 use crate::error::{Error, Result};
 use crate::options::LineLayout;
 use crate::plan::{Served, Shard, ShardPlan};
-use crate::stream::BatchStream;
+use crate::stream::{BatchStream, StreamOptions};
 
 /// What a stream held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -122,10 +122,12 @@ fn write_batches(
         let plan = ShardPlan::new(per_epoch, Served::NONE, shard, even);
         (0..plan.len()).filter_map(move |i| plan.get(i)).map(move |b| (e, b))
     });
-    for ready in BatchStream::new(batcher, units) {
+    let options = StreamOptions { columns: Some(columns.into()), ..Default::default() };
+    for ready in BatchStream::with_options(batcher, units, options) {
         let ready = ready?;
         let rb = ready.to_record_batch(columns)?;
-        let rb = with_layout(rb, layout, true).map_err(&arrow_err)?;
+        // Copies the lines out of the map: guarded, like every read of ours.
+        let rb = crate::read_guarded(|| with_layout(rb, layout, true))?.map_err(&arrow_err)?;
         writer.write(&rb).map_err(&arrow_err)?;
         summary.batches += 1;
         summary.rows += rb.num_rows() as u64;

@@ -32,13 +32,14 @@
 //! ```
 //!
 //! # Where `unsafe` lives
-//! The crate denies `unsafe_code` everywhere but in these four modules, each with its
+//! The crate denies `unsafe_code` everywhere but in these five modules, each with its
 //! safety argument in its docs; every `unsafe` block carries a `SAFETY:` comment
 //! (`clippy::undocumented_unsafe_blocks` is denied):
 //!
 //! | module | what is unsafe |
 //! | --- | --- |
 //! | `source::map` | mapping files read-only; lending windows of a map to Arrow; `MADV_DONTNEED` on a read-only file map |
+//! | `source::truncation` | the `SIGBUS` handler that turns a truncation under a guarded read of a map into zeros and an error (`sigaction`, `mmap(MAP_FIXED)` of one page) |
 //! | `arrow::views` | building `Utf8View`/`BinaryView` arrays without Arrow's validation (the UTF-8 proof token) |
 //! | `index::scan` | calling the AVX2 newline scan, once the CPU check is made |
 //! | `order::feistel` | calling the AVX-512 Feistel rounds, once the CPU check is made |
@@ -80,5 +81,5 @@ pub use order::{BlockLayout, BlockOrder, EpochOrder, Permutation};
 pub use plan::{Served, Shard, ShardPlan, Units};
 pub use select::{RowFilter, Selection};
 pub use source::paths::{expand_inputs, inputs_name_a_corpus};
-pub use source::{Cancel, Identity, NeverCancel};
-pub use stream::{BatchStream, Ready, Wait};
+pub use source::{read_guarded, Cancel, Identity, NeverCancel};
+pub use stream::{BatchStream, Ready, StreamOptions, Wait};

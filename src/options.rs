@@ -261,6 +261,12 @@ pub struct Options {
     /// so a glob that happens to match one file keeps the schema of one that matches many.
     #[serde(default)]
     pub file_column: bool,
+    /// Batch builders of a [`BatchStream`](crate::BatchStream): threads that compute the
+    /// order, locate and gather the lines and start their reads ahead of the consumer,
+    /// handing the batches over in order. `None`: one per available core. The batches are
+    /// the same for any number.
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 impl Default for Options {
@@ -283,6 +289,7 @@ impl Default for Options {
             on_bad_file: FilePolicy::Error,
             on_duplicate_file: FilePolicy::Skip,
             file_column: false,
+            threads: None,
         }
     }
 }
@@ -364,6 +371,12 @@ impl Options {
         usize::try_from(budget).unwrap_or(usize::MAX).max(16)
     }
 
+    /// The batch builders a stream runs: [`threads`](Self::threads), else one per
+    /// available core.
+    pub fn builders(&self) -> usize {
+        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    }
+
     /// Checks every option; the error says which and why.
     pub fn validate(&self) -> Result<()> {
         let bad = |message: String| Err(Error::InvalidOption { message });
@@ -383,6 +396,9 @@ impl Options {
         }
         if self.max_open_files == Some(0) {
             return bad("max_open_files must be at least 1".into());
+        }
+        if self.threads == Some(0) {
+            return bad("threads must be at least 1".into());
         }
         Ok(())
     }

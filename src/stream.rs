@@ -1,32 +1,54 @@
-//! Reading batches in order with the next ones prepared on a helper thread: the epoch
+//! Reading batches in order, the next ones prepared ahead by a pool of builders: the epoch
 //! order computed, the lines located in the index, and their reads started — prefetched
-//! into the CPU cache when the corpus is in the page cache, requested from the disk ahead of
-//! time when it is not (every line of the next batches for the global shuffle, the next
-//! window's blocks for the block shuffle, whose finished windows are released).
+//! into the CPU cache when the corpus is in the page cache, read with `pread` into the
+//! batch's own buffer or requested from the disk ahead of time when it is not (every line
+//! of the next batches for the global shuffle, the next window's blocks for the block
+//! shuffle, whose finished windows are released).
+//!
+//! Each builder takes the next unit, prepares it, and hands it back tagged with its place;
+//! the consumer puts them back in order. At most [`in_flight`] batches are taken and not yet
+//! handed out, so memory stays bounded by that many batches' located lines (and, read from
+//! disk, their bytes). A batch is a pure function of its `(epoch, batch)`, so the stream is
+//! the same for any number of builders.
+//!
+//! Builders never load from a map (see `source::map`): the consumer checks each batch's
+//! files unchanged before the batch's first read, which is then its own.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use arrow::array::RecordBatch;
+
+use crate::arrow::Column;
 use crate::batcher::{Batch, Batcher, Epoch, Located};
 use crate::error::Result;
 use crate::order::EpochOrder;
 use crate::source::{Prefetcher, ResolvedIo};
 
-/// A batch prepared by the read-ahead thread.
+/// A batch prepared by a builder.
 #[derive(Debug)]
 pub struct Ready {
     /// Which batch.
     pub batch: Batch,
     /// Its lines, found.
     pub located: Located,
+    /// The batch as Arrow arrays with the stream's [`columns`](StreamOptions::columns),
+    /// assembled by the builder.
+    assembled: Option<(Arc<[Column]>, RecordBatch)>,
 }
 
 impl Ready {
-    /// The batch as Arrow arrays with `columns` (see [`Batch::to_record_batch_with`]).
-    pub fn to_record_batch(&self, columns: &[crate::Column]) -> Result<arrow::array::RecordBatch> {
-        self.located.record_batch(self.batch.batcher(), self.batch.epoch(), self.batch.number(), columns)
+    /// The batch as Arrow arrays with `columns` (see [`Batch::to_record_batch_with`]):
+    /// assembled already when they are the stream's columns.
+    pub fn to_record_batch(&self, columns: &[Column]) -> Result<RecordBatch> {
+        match &self.assembled {
+            Some((cols, rb)) if **cols == *columns => Ok(rb.clone()),
+            _ => self.located.record_batch(self.batch.batcher(), self.batch.epoch(), self.batch.number(), columns),
+        }
     }
 }
 
@@ -41,7 +63,29 @@ pub enum Wait {
     Pending,
 }
 
-/// Batches `(epoch, batch)` of a [`Batcher`], in the order given, prepared ahead.
+/// How a [`BatchStream`] reads.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Keep only the lines whose ids lie in these sorted, disjoint ranges.
+    pub allowed: Option<Arc<[Range<u64>]>>,
+    /// The consumer reads the lines (else no line byte is read: the columns it wants need
+    /// only the index).
+    pub read_lines: bool,
+    /// Builders; `None`: [`Options::builders`](crate::Options::builders).
+    pub builders: Option<usize>,
+    /// The builders assemble each batch as Arrow arrays with these columns (the consumer
+    /// then only takes them: [`Ready::to_record_batch`]); `None`: the consumer assembles.
+    pub columns: Option<Arc<[Column]>>,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions { allowed: None, read_lines: true, builders: None, columns: None }
+    }
+}
+
+/// Batches `(epoch, batch)` of a [`Batcher`], in the order given, prepared ahead by
+/// [`Options::threads`](crate::Options::threads) builders.
 ///
 /// ```
 /// # use std::io::Write;
@@ -59,17 +103,59 @@ pub enum Wait {
 /// ```
 #[derive(Debug)]
 pub struct BatchStream {
-    rx: Option<Receiver<Result<Ready>>>,
-    /// The helper thread, joined on drop so that no reads outlive the stream.
-    helper: Option<std::thread::JoinHandle<()>>,
+    rx: Option<Receiver<(u64, Result<Ready>)>>,
+    shared: Arc<Shared>,
+    /// Batches that arrived before the one to hand out next, by place.
+    arrived: BTreeMap<u64, Result<Ready>>,
+    /// The place of the next batch to hand out.
+    next: u64,
+    /// The builders, joined on drop so that no reads outlive the stream.
+    builders: Vec<std::thread::JoinHandle<()>>,
     /// The consumer reads the lines: they are cut at their newlines on its side.
     read_lines: bool,
 }
 
+/// What the builders share: the units still to take, and the budget of batches in flight.
+struct Shared {
+    units: Mutex<Units>,
+    /// Batches that may still be taken before the consumer hands one out.
+    credits: Mutex<Credits>,
+    credit_freed: Condvar,
+    /// The consumer is gone, or a batch failed: take no more units.
+    stop: AtomicBool,
+    /// The epoch the builders work in, computed once for all of them.
+    epoch: Mutex<Option<Epoch>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("stop", &self.stop).finish_non_exhaustive()
+    }
+}
+
+struct Credits {
+    left: usize,
+    /// Builders waiting for one (a hand-out wakes one only then: a wake is a system call).
+    waiting: usize,
+}
+
+struct Units {
+    iter: Box<dyn Iterator<Item = (u64, u64)> + Send>,
+    /// The place of the next unit taken.
+    next: u64,
+}
+
+/// Batches a stream lets be taken and not yet handed out: one ahead per builder in the
+/// page cache, where one batch ahead hides the order, index and cache misses; four per
+/// builder from disk, so the device's queue stays full.
+pub fn in_flight(io: ResolvedIo, builders: usize) -> usize {
+    builders * if io == ResolvedIo::Cached { 2 } else { 4 }
+}
+
 impl BatchStream {
-    /// Starts preparing `units` on a helper thread.
+    /// Starts preparing `units`.
     pub fn new(batcher: &Batcher, units: impl Iterator<Item = (u64, u64)> + Send + 'static) -> Self {
-        Self::with_filter(batcher, units, None, true)
+        Self::with_options(batcher, units, StreamOptions::default())
     }
 
     /// Like [`new`](Self::new), keeping only the lines whose ids lie in `allowed` (sorted,
@@ -80,61 +166,172 @@ impl BatchStream {
         allowed: Option<Arc<[Range<u64>]>>,
         read_lines: bool,
     ) -> Self {
+        Self::with_options(batcher, units, StreamOptions { allowed, read_lines, ..Default::default() })
+    }
+
+    /// Starts preparing `units` as `options` say.
+    pub fn with_options(batcher: &Batcher, units: impl Iterator<Item = (u64, u64)> + Send + 'static, options: StreamOptions) -> Self {
+        crate::source::guard_map_reads();
         let io = batcher.corpus().io();
-        // In the page cache, one batch ahead hides the order, index and cache misses; from
-        // disk, more batches in flight keep the device's queue full.
-        let depth = if io == ResolvedIo::Cached { 1 } else { 4 };
-        let (tx, rx) = sync_channel(depth);
-        let mut ahead = ReadAhead { batcher: batcher.clone(), epoch: None, window: None, io, allowed, read_lines, prefetchers: Default::default() };
-        let helper = std::thread::spawn(move || {
-            for (e, b) in units {
-                let ready = ahead.prepare(e, b);
-                let failed = ready.is_err();
-                // The receiver is gone when the consumer dropped the stream: stop early.
-                if tx.send(ready).is_err() || failed {
-                    return;
-                }
-            }
+        let mut builders = options.builders.unwrap_or_else(|| batcher.options().builders()).max(1);
+        if io == ResolvedIo::DiskWindows && options.read_lines {
+            // The block shuffle from disk requests whole windows ahead, in order, from one
+            // place (its prefetchers read them on threads of their own).
+            builders = 1;
+        }
+        let shared = Arc::new(Shared {
+            units: Mutex::new(Units { iter: Box::new(units), next: 0 }),
+            credits: Mutex::new(Credits { left: in_flight(io, builders), waiting: 0 }),
+            credit_freed: Condvar::new(),
+            stop: AtomicBool::new(false),
+            epoch: Mutex::new(None),
         });
-        BatchStream { rx: Some(rx), helper: Some(helper), read_lines }
+        let (tx, rx) = channel();
+        let mut spawn_error = None;
+        let handles: Vec<_> = (0..builders)
+            .filter_map(|_| {
+                let ahead = ReadAhead {
+                    batcher: batcher.clone(),
+                    window: None,
+                    io,
+                    allowed: options.allowed.clone(),
+                    read_lines: options.read_lines,
+                    columns: options.columns.clone(),
+                    prefetchers: Default::default(),
+                };
+                let (shared, tx) = (shared.clone(), tx.clone());
+                let spawned = std::thread::Builder::new().name("mmb-builder".into()).spawn(move || build(ahead, &shared, &tx));
+                spawned.map_err(|e| spawn_error = Some(e)).ok()
+            })
+            .collect();
+        let mut arrived = BTreeMap::new();
+        if let (true, Some(e)) = (handles.is_empty(), spawn_error) {
+            // Fewer builders than asked for only slow the stream; none ends it.
+            arrived.insert(0, Err(crate::Error::Internal { message: format!("could not start a batch builder thread: {e}") }));
+        }
+        BatchStream { rx: Some(rx), shared, arrived, next: 0, builders: handles, read_lines: options.read_lines }
     }
 
     /// Waits up to `timeout` for the next batch.
     pub fn wait(&mut self, timeout: Duration) -> Wait {
-        let Some(rx) = &self.rx else { return Wait::Done };
-        match rx.recv_timeout(timeout) {
-            Ok(ready) => Wait::Batch(Box::new(ready.and_then(|mut r| {
-                r.located.check_unchanged()?;
-                if self.read_lines {
-                    r.located.resolve_gaps()?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(ready) = self.arrived.remove(&self.next) {
+                return self.hand_out(ready);
+            }
+            let Some(rx) = &self.rx else { return Wait::Done };
+            match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok((place, ready)) => {
+                    self.arrived.insert(place, ready);
                 }
-                Ok(r)
-            }))),
-            Err(RecvTimeoutError::Timeout) => Wait::Pending,
-            Err(RecvTimeoutError::Disconnected) => {
-                self.rx = None;
-                // The helper hung up: it finished, or it panicked (a bug) — never a
-                // silent early end.
-                match self.helper.take().map(std::thread::JoinHandle::join) {
-                    Some(Err(_)) => Wait::Batch(Box::new(Err(crate::Error::Internal {
-                        message: "the read-ahead thread panicked; batches after this one were not served".into(),
-                    }))),
-                    _ => Wait::Done,
+                Err(RecvTimeoutError::Timeout) => return Wait::Pending,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.rx = None;
+                    // Every builder hung up: the units ran out, or one panicked (a bug)
+                    // and its batch never came — never a silent early end.
+                    let panicked = self.builders.drain(..).map(std::thread::JoinHandle::join).any(|r| r.is_err());
+                    if panicked || !self.arrived.is_empty() {
+                        self.arrived.clear();
+                        return Wait::Batch(Box::new(Err(crate::Error::Internal {
+                            message: "a batch builder panicked; batches after this one were not served".into(),
+                        })));
+                    }
+                    return Wait::Done;
                 }
             }
         }
+    }
+
+    /// Hands out the next batch, checked and cut on this side, and frees its place.
+    fn hand_out(&mut self, ready: Result<Ready>) -> Wait {
+        self.next += 1;
+        if ready.is_err() {
+            // The stream ends at its first error: nothing after it is handed out.
+            self.stop_builders();
+        } else {
+            let mut credits = lock(&self.shared.credits);
+            credits.left += 1;
+            if credits.waiting > 0 {
+                self.shared.credit_freed.notify_one();
+            }
+        }
+        Wait::Batch(Box::new(ready.and_then(|mut r| {
+            r.located.check_unchanged()?;
+            if self.read_lines {
+                r.located.resolve_gaps()?;
+            }
+            Ok(r)
+        })))
+    }
+
+    fn stop_builders(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // Under the lock, so that a builder about to wait sees `stop` first.
+        drop(lock(&self.shared.credits));
+        self.shared.credit_freed.notify_all();
+        self.arrived.clear();
+        self.rx = None;
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: a builder that panicked is reported by its join.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A builder's loop: take a credit, then the next unit, prepare it, send it back with its
+/// place. (A credit before the unit: a builder holding a unit while it waits for a credit
+/// could wait for its own batch.)
+fn build(mut ahead: ReadAhead, shared: &Shared, tx: &Sender<(u64, Result<Ready>)>) {
+    loop {
+        {
+            let mut credits = lock(&shared.credits);
+            while credits.left == 0 && !shared.stop.load(Ordering::Relaxed) {
+                credits.waiting += 1;
+                credits = shared.credit_freed.wait(credits).unwrap_or_else(|p| p.into_inner());
+                credits.waiting -= 1;
+            }
+            if shared.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            credits.left -= 1;
+        }
+        let (place, (e, b)) = {
+            let mut units = lock(&shared.units);
+            let Some(unit) = units.iter.next() else { return };
+            units.next += 1;
+            (units.next - 1, unit)
+        };
+        let ready = shared_epoch(shared, &ahead.batcher, e).and_then(|epoch| ahead.prepare(&epoch, b));
+        let failed = ready.is_err();
+        // The receiver is gone when the consumer dropped the stream: stop early.
+        if tx.send((place, ready)).is_err() || failed {
+            shared.stop.store(true, Ordering::Relaxed);
+            drop(lock(&shared.credits));
+            shared.credit_freed.notify_all();
+            return;
+        }
+    }
+}
+
+/// Epoch `e`, computed by the first builder that needs it (its order and the sweep that
+/// checks every file unchanged are once per epoch, not once per builder).
+fn shared_epoch(shared: &Shared, batcher: &Batcher, e: u64) -> Result<Epoch> {
+    let mut epoch = lock(&shared.epoch);
+    match &*epoch {
+        Some(ep) if ep.number() == e => Ok(ep.clone()),
+        _ => Ok(epoch.insert(batcher.epoch(e)?).clone()),
     }
 }
 
 impl Drop for BatchStream {
     fn drop(&mut self) {
-        // Closing the channel first makes the helper's next `send` fail, so it stops after
-        // the batch it is preparing (found by the IPC fuzz target: a helper left running
-        // past the stream).
-        self.rx = None;
-        if let Some(helper) = self.helper.take() {
+        // Stopping the builders first makes each finish the batch it is preparing and take
+        // no other (found by the IPC fuzz target: a helper left running past the stream).
+        self.stop_builders();
+        for builder in self.builders.drain(..) {
             // The consumer stopped reading: a panic here has no one left to report to.
-            let _ = helper.join();
+            let _ = builder.join();
         }
     }
 }
@@ -169,14 +366,14 @@ const WINDOWS_AHEAD: u64 = 1;
 /// Block shuffle from disk: blocks read at once.
 const PREFETCH_THREADS: usize = 4;
 
-/// The helper thread's state.
+/// A builder's state.
 struct ReadAhead {
     batcher: Batcher,
-    epoch: Option<Epoch>,
     window: Option<Window>,
     io: ResolvedIo,
     allowed: Option<Arc<[Range<u64>]>>,
     read_lines: bool,
+    columns: Option<Arc<[Column]>>,
     /// Block shuffle from disk: a sequential reader per file for the next window's blocks.
     prefetchers: std::collections::HashMap<usize, Prefetcher>,
 }
@@ -188,11 +385,8 @@ pub(crate) fn allowed_contains(ranges: &[Range<u64>], id: u64) -> bool {
 }
 
 impl ReadAhead {
-    fn prepare(&mut self, e: u64, b: u64) -> Result<Ready> {
-        let epoch = match &self.epoch {
-            Some(ep) if ep.number() == e => ep.clone(),
-            _ => self.epoch.insert(self.batcher.epoch(e)?).clone(),
-        };
+    fn prepare(&mut self, epoch: &Epoch, b: u64) -> Result<Ready> {
+        let e = epoch.number();
         let mut batch = epoch
             .batch(b)
             .ok_or_else(|| crate::Error::InvalidOption { message: format!("batch {b} out of range for {} batches", epoch.num_batches()) })?;
@@ -204,20 +398,33 @@ impl ReadAhead {
             let w = order.window_of(b * size);
             self.request_windows(e, w, order)?;
         }
-        // Nothing here loads from a map: the files are checked unchanged on the consumer's
-        // side, before the first read (a load of a truncated file's page is `SIGBUS`). Lines
-        // followed by skipped lines are cut at their newline there too, or once read with
-        // `pread`; without the `line` column no end is needed at all.
+        // Lines followed by skipped lines are cut at their newline (in the map, checked
+        // unchanged first), or once read with `pread`; without the `line` column no end is
+        // needed at all. Every read of a map is guarded (`source::truncation`).
         let mut located = self.batcher.locate_with(batch.line_ids())?;
         match self.io {
             _ if !self.read_lines => {}
+            // A builder that assembles reads the lines next, itself (`touch` overlaps
+            // their misses); prefetching is for the consumer that will.
+            ResolvedIo::Cached if self.columns.is_some() => {}
             ResolvedIo::Cached => located.prefetch(),
             ResolvedIo::DiskLines => located.read_into_memory()?,
             // (Touching the lines here, to take the window's page-cache misses on this
             // thread, measured slower anyway: 8.3 s against 7.1 s, beyond-RAM block epoch.)
             ResolvedIo::DiskWindows | ResolvedIo::Sequential => {}
         }
-        Ok(Ready { batch, located })
+        let assembled = match &self.columns {
+            Some(columns) => {
+                if self.read_lines {
+                    located.check_unchanged()?;
+                    located.resolve_gaps()?;
+                }
+                let rb = located.record_batch(&self.batcher, e, b, columns)?;
+                Some((columns.clone(), rb))
+            }
+            None => None,
+        };
+        Ok(Ready { batch, located, assembled })
     }
 
     /// Entering window `w` of epoch `e`: keep [`WINDOWS_AHEAD`] windows after it

@@ -116,15 +116,16 @@ impl ArrowBatch {
         self.batch.columns().iter().map(|c| c.get_array_memory_size()).sum()
     }
 
-    /// A copy holding only the line bytes its rows reference.
-    fn compact(&self) -> ArrowBatch {
-        ArrowBatch { batch: mmap_batcher::compact(&self.batch), epoch: self.epoch, number: self.number }
+    /// A copy holding only the line bytes its rows reference (read under the truncation
+    /// guard: a mapped file truncated meanwhile raises ``FileChangedError``).
+    fn compact(&self) -> PyResult<ArrowBatch> {
+        Ok(ArrowBatch { batch: mmap_batcher::read_guarded(|| mmap_batcher::compact(&self.batch))?, epoch: self.epoch, number: self.number })
     }
 
     /// A copy with the `line` column as `large_string` / `large_binary`, for consumers
     /// without string-view support.
     fn to_large(&self) -> PyResult<ArrowBatch> {
-        Ok(ArrowBatch { batch: mmap_batcher::to_large(&self.batch)?, epoch: self.epoch, number: self.number })
+        Ok(ArrowBatch { batch: mmap_batcher::read_guarded(|| mmap_batcher::to_large(&self.batch))??, epoch: self.epoch, number: self.number })
     }
 
     /// The ``line`` column as two ``bytearray``s: every line's bytes end to end, and
@@ -135,14 +136,17 @@ impl ArrowBatch {
         let column = self.batch.column_by_name("line").ok_or_else(|| option_error("this batch has no line column"))?;
         let lines = line_slices(column.as_ref())?;
         let total: usize = lines.iter().map(|l| l.len()).sum();
-        let values = PyByteArray::new_with(py, total, |buf| {
-            let mut at = 0;
-            for l in &lines {
-                buf[at..at + l.len()].copy_from_slice(l);
-                at += l.len();
-            }
-            Ok(())
-        })?;
+        // The one read of the lines: under the truncation guard.
+        let values = mmap_batcher::read_guarded(|| {
+            PyByteArray::new_with(py, total, |buf| {
+                let mut at = 0;
+                for l in &lines {
+                    buf[at..at + l.len()].copy_from_slice(l);
+                    at += l.len();
+                }
+                Ok(())
+            })
+        })??;
         let offsets = PyByteArray::new_with(py, (lines.len() + 1) * 8, |buf| {
             let mut end = 0i64;
             buf[..8].copy_from_slice(&0i64.to_le_bytes());
@@ -159,7 +163,7 @@ impl ArrowBatch {
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let me = slf.get();
-        let compact = mmap_batcher::compact(&me.batch);
+        let compact = mmap_batcher::read_guarded(|| mmap_batcher::compact(&me.batch))?;
         let mut bytes = Vec::new();
         let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, compact.schema_ref())?;
         w.write(&compact)?;

@@ -115,7 +115,11 @@ struct ShardParts {
 ///     output: what iterating the batcher yields: ``"bytes"`` (``list[bytes]``),
 ///         ``"arrow"`` (``ArrowBatch``) or ``"polars"`` (``polars.DataFrame``).
 ///     max_open_files: at most this many files of a many-file corpus are mapped at once
-///         (``None``: half of what ``ulimit -n`` leaves after 64, between 16 and 16,384).
+///         (``None``: what the process's limits allow: half of ``vm.max_map_count`` for files
+///         served from the page cache, which keep no descriptor; half of ``ulimit -n`` read
+///         from disk).
+///     threads: build batches ahead on this many threads, handed out in order (the same
+///         batches for any number; ``None``: one per core).
 ///     trust_files: serve zero-copy views into the map even of files another user can
 ///         write (owned by someone else, or group/other-writable). Off by default: their
 ///         lines are read into buffers of the batch's own and validated (a writer could
@@ -190,11 +194,11 @@ impl MmapBatcher {
         comment_char=Arg::Missing, seed=None, *, keep_terminator=false, binary=false, worker_id=Arg::Missing,
         num_workers=Arg::Missing, rank=Arg::Missing, world_size=Arg::Missing, shuffle_block=Arg::Missing,
         shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, index_dir=None, io=Word(IoPolicy::Auto),
-        output="bytes", max_open_files=Arg::Missing, trust_files=false, header_lines=Arg::Missing,
+        output="bytes", max_open_files=Arg::Missing, threads=Arg::Missing, trust_files=false, header_lines=Arg::Missing,
         on_bad_file=Word(FilePolicy::Error), on_duplicate_file=Word(FilePolicy::Skip), filename=None
     ))]
     #[pyo3(
-        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, index_dir=None, io='auto', output='bytes', max_open_files=None, trust_files=False, header_lines=0, on_bad_file='error', on_duplicate_file='skip')"
+        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, index_dir=None, io='auto', output='bytes', max_open_files=None, threads=None, trust_files=False, header_lines=0, on_bad_file='error', on_duplicate_file='skip')"
     )]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, forwarded once to `Args`
     fn new<'py>(
@@ -221,6 +225,7 @@ impl MmapBatcher {
         io: Word<IoPolicy>,
         output: &str,
         max_open_files: Arg<'py>,
+        threads: Arg<'py>,
         trust_files: bool,
         header_lines: Arg<'py>,
         on_bad_file: Word<FilePolicy>,
@@ -246,6 +251,7 @@ impl MmapBatcher {
             index_dir,
             io: io.0,
             max_open_files: max_open_files.or(py, py.None())?,
+            threads: threads.or(py, py.None())?,
             trust_files,
             header_lines: header_lines.or(py, 0u64)?,
             on_bad_file: on_bad_file.0,
@@ -500,7 +506,8 @@ impl MmapBatcher {
         let c = lock(&self.cursor).clone();
         let epoch = py.detach(|| core.epoch(c.epoch))?;
         let units = epoch.shard_plan(shard, c.base.clone()).units_after(c.epoch, c.done);
-        Ok(BatchIter::new(BatchStream::new(&core, units), self.output.clone(), Some(self.cursor.clone())))
+        let stream = BatchStream::with_options(&core, units, self.output.stream_options(None));
+        Ok(BatchIter::new(stream, self.output.clone(), Some(self.cursor.clone())))
     }
 
     /// Makes the next iteration serve epoch ``epoch`` from its start (the
@@ -611,9 +618,9 @@ impl MmapBatcher {
             }
         };
         let run = run.start..run.end.min(rect.len());
-        let reads = cols.contains(&Column::Line);
-        let stream = BatchStream::with_filter(&core, run.map(move |u| rect.get(u)), selection.lines, reads);
-        Ok(BatchIter::new(stream, Output::Arrow { columns: cols, layout: layout.map_or(LineLayout::View, |w| w.0), compact: false }, None))
+        let output = Output::Arrow { columns: cols, layout: layout.map_or(LineLayout::View, |w| w.0), compact: false };
+        let stream = BatchStream::with_options(&core, run.map(move |u| rect.get(u)), output.stream_options(selection.lines));
+        Ok(BatchIter::new(stream, output, None))
     }
 
     /// ``parts`` contiguous runs of the ``epochs × num_batches`` units, with the rows of

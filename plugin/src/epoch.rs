@@ -24,9 +24,9 @@ impl Epoch {
         Epoch { epoch, plan, done }
     }
 
-    fn stream(&self, read_lines: bool) -> BatchStream {
+    fn stream(&self, output: &Output) -> BatchStream {
         let units = self.plan.clone().units_after(self.epoch.number(), self.done);
-        BatchStream::with_filter(self.epoch.batcher(), units, None, read_lines)
+        BatchStream::with_options(self.epoch.batcher(), units, output.stream_options(None))
     }
 }
 
@@ -85,9 +85,9 @@ impl Epoch {
     }
 
     /// Each batch as ``list[bytes]``, lines with their terminator. Works on any bytes.
-    /// The next batch is prepared on a helper thread while the caller works on this one.
+    /// The next batches are built ahead, on every core, while the caller works on this one.
     fn batches(&self) -> BatchIter {
-        BatchIter::new(self.stream(true), Output::Bytes, None)
+        BatchIter::new(self.stream(&Output::Bytes), Output::Bytes, None)
     }
 
     fn __iter__(&self) -> BatchIter {
@@ -114,16 +114,16 @@ impl Epoch {
     ) -> PyResult<BatchIter> {
         let layout = deprecated(py, "line_type", line_type, "layout", layout)?.map_or(LineLayout::View, |w| w.0);
         let cols = crate::arrow::columns(columns, self.epoch.batcher().default_columns())?;
-        let reads = cols.contains(&mmap_batcher::Column::Line);
-        Ok(BatchIter::new(self.stream(reads), Output::Arrow { columns: cols, layout, compact }, None))
+        let output = Output::Arrow { columns: cols, layout, compact };
+        Ok(BatchIter::new(self.stream(&output), output, None))
     }
 
     /// Each batch as a ``polars.DataFrame`` (zero-copy import of the Arrow batch).
     #[pyo3(signature = (columns=None))]
     fn dataframes(&self, columns: Option<Vec<String>>) -> PyResult<BatchIter> {
         let cols = crate::arrow::columns(columns, self.epoch.batcher().default_columns())?;
-        let reads = cols.contains(&mmap_batcher::Column::Line);
-        Ok(BatchIter::new(self.stream(reads), Output::Polars { columns: cols }, None))
+        let output = Output::Polars { columns: cols };
+        Ok(BatchIter::new(self.stream(&output), output, None))
     }
 
     /// Batch ``b`` of the epoch (any shard's) as an ``ArrowBatch``.
@@ -145,7 +145,7 @@ impl Epoch {
     fn __arrow_c_stream__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyCapsule>>) -> PyResult<Bound<'py, PyAny>> {
         let cols = columns(None, self.epoch.batcher().default_columns())?;
         let schema = mmap_batcher::schema(&cols, self.epoch.batcher().options().line_type);
-        let reader = Reader { stream: self.stream(true), columns: cols, schema };
+        let reader = Reader { stream: self.stream(&Output::Polars { columns: cols.clone() }), columns: cols, schema };
         stream_capsule(py, Box::new(reader), requested_schema)
     }
 

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mmap_batcher::{BatchStream, Column, LineLayout, Served, Wait};
+use mmap_batcher::{BatchStream, Column, LineLayout, Served, StreamOptions, Wait};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -22,6 +22,20 @@ pub enum Output {
     Arrow { columns: Vec<Column>, layout: LineLayout, compact: bool },
     /// `polars.DataFrame` with these columns.
     Polars { columns: Vec<Column> },
+}
+
+impl Output {
+    /// How a stream for this output reads: Arrow outputs are assembled by the stream's
+    /// builders, and read no line bytes without the `line` column; `list[bytes]` copies
+    /// on the consumer's side, under the GIL.
+    pub fn stream_options(&self, allowed: Option<Arc<[std::ops::Range<u64>]>>) -> StreamOptions {
+        match self {
+            Output::Bytes => StreamOptions { allowed, ..Default::default() },
+            Output::Arrow { columns, .. } | Output::Polars { columns } => {
+                StreamOptions { allowed, read_lines: columns.contains(&Column::Line), columns: Some(columns.as_slice().into()), ..Default::default() }
+            }
+        }
+    }
 }
 
 /// Where a batcher's own iteration is: the epoch, what of it was served before the
@@ -55,10 +69,11 @@ impl BatchIter {
 
     fn convert<'py>(&self, py: Python<'py>, ready: mmap_batcher::Ready) -> PyResult<Bound<'py, PyAny>> {
         Ok(match &self.output {
-            Output::Bytes => PyList::new(py, ready.located.raw_lines().map(|l| PyBytes::new(py, l)))?.into_any(),
+            // Copied out of the map under the guard: a truncation meanwhile is an error.
+            Output::Bytes => ready.located.reading(|| Ok(PyList::new(py, ready.located.raw_lines().map(|l| PyBytes::new(py, l)))))??.into_any(),
             Output::Arrow { columns, layout, compact } => {
                 let rb = py.detach(|| ready.to_record_batch(columns))?;
-                let rb = mmap_batcher::with_layout(rb, *layout, *compact)?;
+                let rb = mmap_batcher::read_guarded(|| mmap_batcher::with_layout(rb, *layout, *compact))??;
                 Bound::new(py, ArrowBatch::new(rb, ready.batch.epoch(), ready.batch.number()))?.into_any()
             }
             Output::Polars { columns } => {

@@ -140,6 +140,14 @@ pub fn shuffle(v: &Bound<'_, PyAny>, block: u64, window: u64) -> PyResult<Shuffl
     Ok(Shuffle::of(mode, block, window))
 }
 
+/// A count that may be `None` (`max_open_files`, `threads`).
+fn optional_count(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(usize::try_from(int_arg(name, value)?).map_err(|_| option_error(format!("{name} is too large")))?))
+}
+
 /// Every keyword of the constructor, as the core's options and the shard.
 pub struct Args<'py> {
     pub batch_size: Bound<'py, PyAny>,
@@ -158,6 +166,7 @@ pub struct Args<'py> {
     pub index_dir: Option<Bound<'py, PyAny>>,
     pub io: IoPolicy,
     pub max_open_files: Bound<'py, PyAny>,
+    pub threads: Bound<'py, PyAny>,
     pub trust_files: bool,
     pub header_lines: Bound<'py, PyAny>,
     pub on_bad_file: FilePolicy,
@@ -195,11 +204,8 @@ impl Args<'_> {
                 (None, None, false) => IndexCache::Off,
             },
             io: self.io,
-            max_open_files: if self.max_open_files.is_none() {
-                None
-            } else {
-                Some(usize::try_from(int_arg("max_open_files", &self.max_open_files)?).map_err(|_| option_error("max_open_files is too large"))?)
-            },
+            max_open_files: optional_count("max_open_files", &self.max_open_files)?,
+            threads: optional_count("threads", &self.threads)?,
             trust_files: self.trust_files,
         };
         options.validate()?;

@@ -121,7 +121,7 @@ class ArrowBatch:
 
 @final
 class BatchIter:
-    """An iterator of batches, each prepared one batch (or more) ahead on a helper thread."""
+    """An iterator of batches, built ahead on every core (``threads=``) and handed out in order."""
 
     def __iter__(self) -> BatchIter: ...
     def __next__(self) -> Any: ...
@@ -189,6 +189,7 @@ class MmapBatcher:
         io: Literal["auto", "cached", "disk", "copy"] = "auto",
         output: Literal["bytes", "arrow", "polars"] = "bytes",
         max_open_files: int | None = None,
+        threads: int | None = None,
         trust_files: bool = False,
         header_lines: int = 0,
         on_bad_file: Literal["error", "skip"] = "error",

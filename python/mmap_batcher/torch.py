@@ -220,7 +220,18 @@ class _Pass(Iterator[Any]):
     def __next__(self) -> Any:
         batch = next(self._batches)
         self._dataset._served += 1
-        return _tensors(batch) if self._dataset.output == "tensor" else batch
+        output = self._dataset.output
+        if output == "tensor":
+            return _tensors(batch)
+        if output in ("arrow", "polars") and get_worker_info() is not None:
+            # Copied here, under the batcher's truncation guard, rather than read from the
+            # map later by the loader's pickling thread, which no guard covers.
+            batch = batch.compact()
+        if output == "polars":
+            import polars
+
+            return polars.DataFrame(batch)
+        return batch
 
 
 class TorchDataset(IterableDataset[Any]):
@@ -251,7 +262,8 @@ class TorchDataset(IterableDataset[Any]):
             raise OptionError(f"output must be one of {', '.join(map(repr, _OUTPUTS))}, got {output!r}")
         self.batcher = batcher
         self.output = output or batcher.output
-        native = cast(_Native, "arrow" if self.output == "tensor" else self.output)
+        # Polars frames are made from the Arrow batch by the pass (compacted first in a worker).
+        native = cast(_Native, "arrow" if self.output in ("tensor", "polars") else self.output)
         self._base = batcher.with_shard(output=native)
         self._explicit = None if rank is None else (int(rank), int(world_size))  # type: ignore[arg-type]
         if self._explicit is not None:

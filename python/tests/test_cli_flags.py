@@ -98,6 +98,7 @@ COVERED_ELSEWHERE = {
     "info:index-path": "info only reads there (test_index_places.py)",
     "info:index-dir": "info only reads there (test_index_places.py: reused from --index-dir, nothing written)",
     "max-open-files": "needs more files than descriptors (test_real_trees.py, under ulimit -n 64)",
+    "threads": "the same batches for any number, by design (test_threads.py, tests/builders.rs)",
 }
 
 

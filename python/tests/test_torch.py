@@ -82,6 +82,25 @@ def test_any_number_of_workers_serves_the_epoch_in_order(corpus, workers):
     assert [list(dl) for _ in range(2)] == [serial(mmb, 0), serial(mmb, 1)]
 
 
+@pytest.mark.parametrize("output", ["bytes", "arrow", "polars"])
+def test_a_file_truncated_under_the_workers_is_an_error_not_a_bus_error(write, output):
+    # torch installs its own SIGBUS handler in each worker ("Unexpected bus error ... killed
+    # by signal"); the batcher's guard is installed again over it when a worker's stream
+    # starts, so a truncation while the worker's builders read the map is FileChangedError,
+    # raised in the main process by the loader.
+    lines = b"".join(b"line %08d with some text after it\n" % i for i in range(200_000))
+    for run in range(3):
+        path = write(lines)
+        mmb = MmapBatcher(path, batch_size=1024, seed=run, index_cache=False, output=output)
+        dl = loader(mmb.torch(), 2)
+        with pytest.raises(Exception) as raised:
+            for i, _ in enumerate(dl):
+                if i == 2:
+                    os.truncate(path, 4096)
+        text = str(raised.value)
+        assert "changed" in text and "signal" not in text, text
+
+
 def test_set_epoch_reaches_persistent_workers_and_epochs_replay(corpus):
     mmb = MmapBatcher(corpus, batch_size=9, seed=11)
     ds = mmb.torch()

@@ -64,8 +64,10 @@ impl Located {
                                 None
                             }
                         };
-                        self.touch(false);
-                        line_array(&views, &self.slots, &self.spans, opts.line_type, opts.keep_terminator, utf8.as_ref())?
+                        self.reading(|| {
+                            self.touch(false);
+                            line_array(&views, &self.slots, &self.spans, opts.line_type, opts.keep_terminator, utf8.as_ref())
+                        })?
                     }
                     Column::LineNumber => Arc::new(UInt64Array::from_iter_values(self.line_numbers())) as ArrayRef,
                     Column::ByteOffset => Arc::new(UInt64Array::from_iter_values(self.byte_offsets())) as ArrayRef,

@@ -127,7 +127,10 @@ impl Batch {
         let located = self.located(true)?;
         located.check_unchanged()?;
         if self.batcher.corpus().io() == crate::source::ResolvedIo::Cached {
-            located.touch(true);
+            located.reading(|| {
+                located.touch(true);
+                Ok(())
+            })?;
         }
         Ok(located)
     }

@@ -129,6 +129,21 @@ impl Located {
         crate::source::check_all_unchanged(self.files.iter().map(|f| &f.source))
     }
 
+    /// Runs `read`, which reads this batch's maps, guarded (see `source::truncation`): a
+    /// file truncated under it is [`FileChanged`](crate::Error::FileChanged), not `SIGBUS`.
+    pub fn reading<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
+        match crate::source::guarded(read) {
+            Ok(done) => done,
+            Err(crate::source::Truncated) => {
+                // The change names the file; a file truncated and grown back in between
+                // shows nothing, and is still not served.
+                self.check_unchanged()?;
+                let path = self.files.first().map(|f| f.source.path().to_path_buf()).unwrap_or_default();
+                Err(crate::Error::FileChanged { path, what: "truncated while its lines were read".into() })
+            }
+        }
+    }
+
     /// Line `i`'s bytes and span in them: the file's map, or the buffer it was read into.
     #[inline]
     fn source_of(&self, i: usize) -> (&[u8], &LineSpan) {
@@ -247,20 +262,25 @@ impl Located {
         }
         self.check_unchanged()?;
         let gaps = std::mem::take(&mut self.gaps);
-        // Touch them all first, so their cache misses overlap, then search.
-        let touched = gaps.iter().fold(0u8, |acc, &i| acc ^ self.file(i).source.bytes().get(self.spans[i].start as usize).copied().unwrap_or(0));
-        std::hint::black_box(touched);
-        for i in gaps {
-            let file = self.file(i);
-            self.spans[i] = file.index.span_after_gap(self.locals[i], self.spans[i], file.source.bytes());
+        let cut = self.reading(|| {
+            // Touch them all first, so their cache misses overlap, then search.
+            let touched = gaps.iter().fold(0u8, |acc, &i| acc ^ self.file(i).source.bytes().get(self.spans[i].start as usize).copied().unwrap_or(0));
+            std::hint::black_box(touched);
+            Ok(gaps
+                .iter()
+                .map(|&i| (i, self.file(i).index.span_after_gap(self.locals[i], self.spans[i], self.file(i).source.bytes())))
+                .collect::<Vec<_>>())
+        })?;
+        for (i, span) in cut {
+            self.spans[i] = span;
         }
         Ok(())
     }
 
     /// Asks the CPU to fetch each line's first and last byte (and the start of each line
-    /// still to be cut at its newline) into its cache, for the read-ahead thread: a
-    /// prefetch is a hint that loads nothing, so a file truncated meanwhile cannot fault
-    /// here (a load could: `SIGBUS`), and the consumer checks the file before reading.
+    /// still to be cut at its newline) into its cache, for a builder whose consumer will
+    /// read the lines (`list[bytes]`): a prefetch is a hint that loads nothing, so it needs
+    /// no guard, and the consumer checks the file before reading.
     pub(crate) fn prefetch(&self) {
         if self.owned.is_some() {
             return;

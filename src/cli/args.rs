@@ -32,6 +32,10 @@ pub struct KeepArgs {
     /// what `ulimit -n` leaves after 64).
     #[arg(long, value_name = "N")]
     pub max_open_files: Option<usize>,
+    /// Build batches ahead on N threads, handed out in order (the same batches for any N).
+    /// Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Fail when a file is reached twice (symlinks, hard links, overlapping globs) instead
     /// of serving it once.
     #[arg(long)]
@@ -58,6 +62,7 @@ impl KeepArgs {
             on_bad_file: if self.skip_bad_files { FilePolicy::Skip } else { FilePolicy::Error },
             on_duplicate_file: if self.error_on_duplicate_files { FilePolicy::Error } else { FilePolicy::Skip },
             max_open_files: self.max_open_files.or(options.max_open_files),
+            threads: self.threads.or(options.threads),
             index_cache: match (&self.index_path, &self.index_dir, self.no_index_cache) {
                 (Some(p), _, _) => IndexCache::Path(p.clone()),
                 (None, Some(d), _) => IndexCache::Dir(d.clone()),

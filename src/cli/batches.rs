@@ -105,32 +105,8 @@ pub fn run(a: Args) -> CliResult {
         for ready in BatchStream::new(&batcher, units) {
             let ready = ready?;
             line.clear();
-            match a.format {
-                Format::Python => {
-                    line.push('[');
-                    for (i, l) in ready.located.raw_lines().enumerate() {
-                        if i > 0 {
-                            line.push_str(", ");
-                        }
-                        py_bytes_repr(l, &mut line);
-                    }
-                    line.push(']');
-                }
-                Format::Jsonl => {
-                    let lines = ready
-                        .located
-                        .lines(keep_terminator)
-                        .map(|l| std::str::from_utf8(l).map_err(|e| CliError::NotText(format!("a line is not UTF-8: {e}"))))
-                        .collect::<CliResult<Vec<&str>>>()?;
-                    let obj = serde_json::json!({
-                        "epoch": ready.batch.epoch(),
-                        "batch": ready.batch.number(),
-                        "line_numbers": ready.located.line_numbers().collect::<Vec<u64>>(),
-                        "lines": lines,
-                    });
-                    line.push_str(&obj.to_string());
-                }
-            }
+            // Read out of the map under the guard: a truncation meanwhile is an error.
+            ready.located.reading(|| Ok(format_batch(a.format, &ready, keep_terminator, &mut line)))??;
             writeln!(out, "{line}")?;
             done += 1;
             since_save += 1;
@@ -158,6 +134,37 @@ pub fn run(a: Args) -> CliResult {
     }
     if let Some(path) = &a.state_out {
         write_state(path, &batcher.state(epoch, Served::NONE, shard, 0)?)?;
+    }
+    Ok(())
+}
+
+/// One batch as a line of output, in `format`.
+fn format_batch(format: Format, ready: &crate::Ready, keep_terminator: bool, line: &mut String) -> CliResult<()> {
+    match format {
+        Format::Python => {
+            line.push('[');
+            for (i, l) in ready.located.raw_lines().enumerate() {
+                if i > 0 {
+                    line.push_str(", ");
+                }
+                py_bytes_repr(l, line);
+            }
+            line.push(']');
+        }
+        Format::Jsonl => {
+            let lines = ready
+                .located
+                .lines(keep_terminator)
+                .map(|l| std::str::from_utf8(l).map_err(|e| CliError::NotText(format!("a line is not UTF-8: {e}"))))
+                .collect::<CliResult<Vec<&str>>>()?;
+            let obj = serde_json::json!({
+                "epoch": ready.batch.epoch(),
+                "batch": ready.batch.number(),
+                "line_numbers": ready.located.line_numbers().collect::<Vec<u64>>(),
+                "lines": lines,
+            });
+            line.push_str(&obj.to_string());
+        }
     }
     Ok(())
 }

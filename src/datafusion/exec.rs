@@ -22,7 +22,7 @@ use crate::batcher::Batcher;
 use crate::error::Result;
 use crate::plan::Units;
 use crate::select::{RowFilter, Selection};
-use crate::stream::BatchStream;
+use crate::stream::{BatchStream, StreamOptions};
 
 /// What a scan was asked for.
 pub(crate) struct ScanRequest {
@@ -189,7 +189,14 @@ impl ExecutionPlan for LinesExec {
         let split = self.splits.get(partition).cloned().unwrap_or(0..0);
         let units = self.plan.units.clone();
         let reads_lines = self.plan.columns.contains(&Column::Line);
-        let stream = BatchStream::with_filter(&self.plan.batcher, split.map(move |u| units.get(u)), self.plan.allowed.clone(), reads_lines);
+        // The partitions run on every core already: one builder each, which assembles.
+        let options = StreamOptions {
+            allowed: self.plan.allowed.clone(),
+            read_lines: reads_lines,
+            builders: Some(1),
+            columns: Some(self.plan.columns.as_slice().into()),
+        };
+        let stream = BatchStream::with_options(&self.plan.batcher, split.map(move |u| units.get(u)), options);
         let scan = PartitionScan { plan: self.plan.clone(), stream, rows_left: self.limit.unwrap_or(usize::MAX), metrics };
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(scan))))
     }
@@ -220,7 +227,7 @@ impl PartitionScan {
             if self.plan.columns.contains(&Column::Line) {
                 self.metrics.lines_materialized.add(rows);
                 if self.plan.compact {
-                    return Ok(Some(crate::compact(&rb)));
+                    return crate::read_guarded(|| crate::compact(&rb)).map(Some);
                 }
             }
             return Ok(Some(rb));

@@ -22,10 +22,10 @@
 //!   then, and which modes cannot be hurt (`binary`, `compact`).
 //! - A file *truncated* while mapped makes reads past its new end raise `SIGBUS`, as with
 //!   any mmap reader (ripgrep, LMDB, SQLite's mmap mode say the same). The per-batch check
-//!   turns the common case into an error before a read; a truncation racing a batch can
-//!   still kill the process. Input that must be immune is spooled (pipes are). The
-//!   read-ahead thread, which works on the next batch before its check, never loads from a
-//!   map: it only [`prefetch`]es.
+//!   turns the common case into an error before a read, and our own reads run under the
+//!   guard of [`super::truncation`], which turns a truncation racing a batch into an error
+//!   for that batch; a read through a view someone holds is not ours to guard. Input that
+//!   must be immune is spooled (pipes are) or read with `pread` (`io="copy"`).
 
 use std::fs::File;
 use std::ops::Range;

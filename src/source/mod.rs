@@ -9,6 +9,8 @@ pub(crate) mod paths;
 mod pread;
 mod prefetch;
 mod spool;
+#[allow(unsafe_code)]
+mod truncation;
 mod watch;
 
 use std::fs::File;
@@ -26,6 +28,16 @@ use crate::options::IoPolicy;
 pub(crate) use map::{prefetch, prefetch_value};
 pub(crate) use pread::read_ranges;
 pub(crate) use prefetch::{read_all_detached, Prefetcher};
+pub(crate) use truncation::{guarded, install as guard_map_reads, Truncated};
+
+/// Runs `read`, which reads batches' line views (to copy them, say), under the `SIGBUS`
+/// guard of mmap-batcher's own map reads: a mapped file truncated under it is
+/// [`Error::FileChanged`] instead of the end of the process, and what `read` made of the
+/// zeros it then read is dropped. Views read outside such a call are not guarded.
+pub fn read_guarded<T>(read: impl FnOnce() -> T) -> Result<T> {
+    guarded(read)
+        .map_err(|Truncated| Error::FileChanged { path: PathBuf::from("(a mapped file)"), what: "truncated while a batch's lines were read".into() })
+}
 pub(crate) use watch::ChangeWatch;
 
 /// Maps an index file read-only (see [`map`] for the safety argument).
