@@ -498,18 +498,10 @@ fn open_file(
     };
     let req = IndexRequest { rules: options.keep_rules(), cache: &cache, progress, cancel, from_disk: io != ResolvedIo::Cached, from_copy: false };
     let copy = options.io == crate::IoPolicy::Copy || (!options.trust_files && source.others_can_write()?);
-    let req = if !copy {
-        req
-    } else if (source.bytes().len() as u64) <= crate::source::memory_budget() / 8 {
-        IndexRequest { from_copy: true, ..req }
-    } else {
-        notices.push(format!(
-            "{}: too large to index from a copy in memory: a truncation while it is \
-             indexed can end this process (SIGBUS)",
-            path.display()
-        ));
-        req
-    };
+    // From a copy when it fits, so that bytes changed during the build cannot reach the
+    // index; a larger file is indexed through the map (a truncation then is an error of the
+    // guarded build), its lines still read with `pread` and validated when served.
+    let req = if copy && (source.bytes().len() as u64) <= crate::source::memory_budget() / 8 { IndexRequest { from_copy: true, ..req } } else { req };
     let (index, status) = open_index(&source, &req, notices)?;
     // The file may have changed while it was read: then the index describes no version of it.
     source.check_unchanged()?;

@@ -123,8 +123,9 @@ struct Shared {
     credit_freed: Condvar,
     /// The consumer is gone, or a batch failed: take no more units.
     stop: AtomicBool,
-    /// The epoch the builders work in, computed once for all of them.
-    epoch: Mutex<Option<Epoch>>,
+    /// The epochs the builders work in (the last two: at an epoch's end some build its
+    /// last batches while others start the next), each computed once for all of them.
+    epochs: Mutex<Vec<Epoch>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -148,7 +149,7 @@ struct Units {
 /// Batches a stream lets be taken and not yet handed out: one ahead per builder in the
 /// page cache, where one batch ahead hides the order, index and cache misses; four per
 /// builder from disk, so the device's queue stays full.
-pub fn in_flight(io: ResolvedIo, builders: usize) -> usize {
+fn in_flight(io: ResolvedIo, builders: usize) -> usize {
     builders * if io == ResolvedIo::Cached { 2 } else { 4 }
 }
 
@@ -184,7 +185,7 @@ impl BatchStream {
             credits: Mutex::new(Credits { left: in_flight(io, builders), waiting: 0 }),
             credit_freed: Condvar::new(),
             stop: AtomicBool::new(false),
-            epoch: Mutex::new(None),
+            epochs: Mutex::new(Vec::new()),
         });
         let (tx, rx) = channel();
         let mut spawn_error = None;
@@ -317,11 +318,16 @@ fn build(mut ahead: ReadAhead, shared: &Shared, tx: &Sender<(u64, Result<Ready>)
 /// Epoch `e`, computed by the first builder that needs it (its order and the sweep that
 /// checks every file unchanged are once per epoch, not once per builder).
 fn shared_epoch(shared: &Shared, batcher: &Batcher, e: u64) -> Result<Epoch> {
-    let mut epoch = lock(&shared.epoch);
-    match &*epoch {
-        Some(ep) if ep.number() == e => Ok(ep.clone()),
-        _ => Ok(epoch.insert(batcher.epoch(e)?).clone()),
+    let mut epochs = lock(&shared.epochs);
+    if let Some(ep) = epochs.iter().find(|ep| ep.number() == e) {
+        return Ok(ep.clone());
     }
+    let ep = batcher.epoch(e)?;
+    if epochs.len() == 2 {
+        epochs.remove(0);
+    }
+    epochs.push(ep.clone());
+    Ok(ep)
 }
 
 impl Drop for BatchStream {

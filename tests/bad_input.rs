@@ -100,3 +100,39 @@ fn line_over_the_view_limit() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn a_file_truncated_while_it_is_indexed_is_an_error_not_a_crash() {
+    // The index build reads the map on two threads; a truncation at any moment of it must
+    // be `FileChanged` (or, if the build finished first, a batcher that fails its first
+    // batch), never `SIGBUS`.
+    let mut text = Vec::new();
+    for i in 0..1_500_000u32 {
+        text.extend_from_slice(format!("line {i:08} with some text after it\n").as_bytes());
+    }
+    let mut outcomes = std::collections::BTreeSet::new();
+    for round in 0..12u64 {
+        let f = file_with(&text);
+        let file = f.reopen().unwrap();
+        let cut = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(round * 3));
+            file.set_len(4096).unwrap();
+        });
+        let outcome = match open(f.path()) {
+            Ok(b) => match b.epoch(0).and_then(|e| e.batch(0).unwrap().to_record_batch()) {
+                Ok(_) if b.num_lines() <= 4096 / 36 + 1 => "opened after the cut",
+                Ok(_) => panic!("round {round}: a batch of a truncated file was served"),
+                Err(Error::FileChanged { .. }) => "changed at the first batch",
+                Err(e) => panic!("round {round}: {e}"),
+            },
+            Err(Error::FileChanged { what, .. }) => {
+                assert!(what.contains("truncated") || what.contains("size"), "{what}");
+                "changed while indexed"
+            }
+            Err(e) => panic!("round {round}: {e}"),
+        };
+        cut.join().unwrap();
+        outcomes.insert(outcome);
+    }
+    assert!(outcomes.contains("changed while indexed"), "{outcomes:?}");
+}

@@ -364,6 +364,15 @@ impl MmapBatcher {
         Ok(self.core()?.lines_per_epoch())
     }
 
+    /// The header of file ``file`` (an index into ``paths``): its first ``header_lines``
+    /// lines, which no batch serves (a CSV's column names), each as ``bytes`` without its
+    /// terminator; ``[]`` without ``header_lines``.
+    #[pyo3(signature = (file=0))]
+    fn header<'py>(&self, py: Python<'py>, file: usize) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let lines = self.core()?.header(file)?;
+        Ok(lines.iter().map(|l| PyBytes::new(py, l)).collect())
+    }
+
     /// Number of files.
     #[getter]
     fn num_files(&self) -> PyResult<usize> {

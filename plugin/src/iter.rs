@@ -70,7 +70,13 @@ impl BatchIter {
     fn convert<'py>(&self, py: Python<'py>, ready: mmap_batcher::Ready) -> PyResult<Bound<'py, PyAny>> {
         Ok(match &self.output {
             // Copied out of the map under the guard: a truncation meanwhile is an error.
-            Output::Bytes => ready.located.reading(|| Ok(PyList::new(py, ready.located.raw_lines().map(|l| PyBytes::new(py, l)))))??.into_any(),
+            // Only `bytes` are made there (not tracked by the garbage collector, so no
+            // finalizer of anyone's can run under the guard); the list after.
+            Output::Bytes => {
+                let lines: Vec<Bound<'py, PyBytes>> =
+                    ready.located.reading(|| Ok(ready.located.raw_lines().map(|l| PyBytes::new(py, l)).collect()))?;
+                PyList::new(py, lines)?.into_any()
+            }
             Output::Arrow { columns, layout, compact } => {
                 let rb = py.detach(|| ready.to_record_batch(columns))?;
                 let rb = mmap_batcher::read_guarded(|| mmap_batcher::with_layout(rb, *layout, *compact))??;

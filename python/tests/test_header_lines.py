@@ -70,3 +70,19 @@ def test_files_mapped_again_keep_their_header_rule(tmp_path, csvs, monkeypatch):
     got = sorted(line for epoch in range(2) for batch in mmb.epoch(epoch).batches() for line in batch)
     want = sorted(l for p in csvs for l in reference_lines(p.read_bytes(), comment_char=None)[1:]) * 2
     assert got == sorted(want)
+
+
+def test_the_header_is_exposed_per_file(tmp_path, csvs):
+    # The lines no batch serves, as the user needs them to name the columns: Python's
+    # `header(i)` for `paths[i]`, the CLI's `info`.
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(b"a,b\r\nsecond header\r\n1,2\r\n")
+    paths = [str(p) for p in csvs] + [str(crlf)]
+    mmb = MmapBatcher(paths, header_lines=2, comment_char=None, index_cache=False)
+    assert [mmb.header(i) for i in range(mmb.num_files)] == [[b"#id,name", f"{k}-0,n0".encode()] for k in range(3)] + [[b"a,b", b"second header"]]
+    assert mmb.header() == mmb.header(0)
+    assert MmapBatcher(paths, index_cache=False).header(1) == []
+    with pytest.raises(Exception, match="out of range"):
+        mmb.header(9)
+    info = subprocess.run([CLI, "info", str(csvs[0]), "--header-lines", "1", "--no-index-cache"], capture_output=True, text=True, check=True).stdout
+    assert "  header:      #id,name\n" in info

@@ -156,6 +156,34 @@ impl Batcher {
         self.inner.corpus.skipped()
     }
 
+    /// The header of file `f`: its first [`header_lines`](Options::header_lines) physical
+    /// lines (a CSV's column names), which no batch serves, each without its terminator.
+    /// Read from the file now (checked unchanged first, the read guarded).
+    pub fn header(&self, f: usize) -> Result<Vec<Vec<u8>>> {
+        if f >= self.num_files() {
+            return Err(Error::InvalidOption { message: format!("file {f} out of range for {} files", self.num_files()) });
+        }
+        let wanted = usize::try_from(self.inner.options.header_lines).unwrap_or(usize::MAX);
+        if wanted == 0 {
+            return Ok(Vec::new());
+        }
+        let file = self.inner.corpus.file(f)?;
+        file.source.check_unchanged()?;
+        crate::source::read_guarded(|| {
+            let bytes = file.source.bytes();
+            let mut lines = Vec::new();
+            let mut at = 0;
+            while lines.len() < wanted && at < bytes.len() {
+                let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |p| at + p + 1);
+                let line = &bytes[at..end];
+                let line = line.strip_suffix(b"\n").map_or(line, |l| l.strip_suffix(b"\r").unwrap_or(l));
+                lines.push(line.to_vec());
+                at = end;
+            }
+            lines
+        })
+    }
+
     /// Number of kept lines of all files.
     pub fn num_lines(&self) -> u64 {
         self.inner.corpus.num_lines()

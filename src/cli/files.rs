@@ -131,6 +131,9 @@ pub fn info(a: InfoArgs) -> CliResult {
         writeln!(out, "  index:       {}", status(b.index_status(f)))?;
         writeln!(out, "  index size:  {} bytes per kept line", index_bytes_per_line(&b, f))?;
         writeln!(out, "  utf-8:       {utf8}")?;
+        for line in b.header(f)? {
+            writeln!(out, "  header:      {}", String::from_utf8_lossy(&line))?;
+        }
         if let Some(skipped) = skipped_by_reason(path, b.options().keep_rules(), b.physical_lines_of(f)) {
             writeln!(out, "  skipped:     {}", describe(&skipped, b.options().comment_char))?;
             for (t, n) in total_skipped.iter_mut().zip(skipped) {

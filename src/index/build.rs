@@ -61,6 +61,8 @@ pub(crate) enum BuildError {
     Memory(std::io::Error),
     /// Cancelled.
     Interrupted,
+    /// The file was truncated while a scan read it (see `source::truncation`).
+    Truncated,
 }
 
 #[inline]
@@ -182,16 +184,20 @@ impl LineIndex {
             stop: &stop,
         };
         let (head, tail) = std::thread::scope(|s| {
-            let head = (middle > 0).then(|| s.spawn(|| Scan::<true>::run(head_bytes, 0, head_slots, common.clone(), &NeverAsk)));
-            let tail = Scan::<false>::run(tail_bytes, middle as u64, tail_slots, common.clone(), hooks.cancel);
+            // Each thread's reads of the map guarded: a truncation is an error, not `SIGBUS`.
+            let head =
+                (middle > 0).then(|| s.spawn(|| crate::source::guarded(|| Scan::<true>::run(head_bytes, 0, head_slots, common.clone(), &NeverAsk))));
+            let tail = crate::source::guarded(|| Scan::<false>::run(tail_bytes, middle as u64, tail_slots, common.clone(), hooks.cancel));
             let head = head.map(|h| h.join());
             (head, tail)
         });
         let head = match head {
             None => HalfResult::empty(),
-            Some(Ok(h)) => h,
+            Some(Ok(Ok(h))) => h,
+            Some(Ok(Err(crate::source::Truncated))) => return Err(BuildError::Truncated),
             Some(Err(panic)) => std::panic::resume_unwind(panic),
         };
+        let tail = tail.map_err(|crate::source::Truncated| BuildError::Truncated)?;
         if stop.load(Ordering::Relaxed) {
             return Err(BuildError::Interrupted);
         }

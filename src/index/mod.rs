@@ -498,9 +498,12 @@ pub(crate) fn open_index(
     let path = source.path();
     let build = || -> crate::Result<LineIndex> {
         let release = |r: std::ops::Range<usize>| source.release(r);
+        // The build's reads are guarded (`source::truncation`); the caller's hooks are not ours.
+        let progress = |n: u64| crate::source::unguarded(|| (req.progress)(n));
+        let cancel = crate::source::UnguardedCancel(req.cancel);
         let hooks = build::Hooks {
-            progress: req.progress,
-            cancel: req.cancel,
+            progress: &progress,
+            cancel: &cancel,
             read_ahead: if req.from_disk { Some(source.file()?) } else { None },
             release: req.from_disk.then_some(&release),
         };
@@ -514,12 +517,16 @@ pub(crate) fn open_index(
             source.bytes()
         };
         let hooks = if req.from_copy { build::Hooks { read_ahead: None, release: None, ..hooks } } else { hooks };
-        LineIndex::build(bytes, req.rules, MAX_LINE_LEN, hooks).map_err(|e| match e {
+        // Guarded on this thread too (the header's lines, the counts of an error message);
+        // the scan's threads guard their own reads.
+        let built = crate::source::guarded(|| LineIndex::build(bytes, req.rules, MAX_LINE_LEN, hooks)).unwrap_or(Err(build::BuildError::Truncated));
+        built.map_err(|e| match e {
             build::BuildError::TooLong { line_number, length } => {
                 crate::Error::LineTooLong { path: path.to_path_buf(), line_number, length, limit: MAX_LINE_LEN }
             }
             build::BuildError::Memory(e) => crate::Error::from_io(path, e),
             build::BuildError::Interrupted => crate::Error::Interrupted { path: path.to_path_buf() },
+            build::BuildError::Truncated => crate::Error::FileChanged { path: path.to_path_buf(), what: "truncated while it was indexed".into() },
         })
     };
     let candidates = persist::locations(path, req.rules, req.cache);

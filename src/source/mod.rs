@@ -28,7 +28,7 @@ use crate::options::IoPolicy;
 pub(crate) use map::{prefetch, prefetch_value};
 pub(crate) use pread::read_ranges;
 pub(crate) use prefetch::{read_all_detached, Prefetcher};
-pub(crate) use truncation::{guarded, install as guard_map_reads, Truncated};
+pub(crate) use truncation::{guarded, install as guard_map_reads, unguarded, Truncated};
 
 /// Runs `read`, which reads batches' line views (to copy them, say), under the `SIGBUS`
 /// guard of mmap-batcher's own map reads: a mapped file truncated under it is
@@ -94,6 +94,16 @@ impl Identity {
 pub trait Cancel: Sync {
     /// True when the operation should stop with [`Error::Interrupted`].
     fn cancelled(&self) -> bool;
+}
+
+/// A [`Cancel`] asked with the `SIGBUS` guard lifted (see [`unguarded`]): its answer may
+/// run code that is not ours.
+pub(crate) struct UnguardedCancel<'a>(pub &'a dyn Cancel);
+
+impl Cancel for UnguardedCancel<'_> {
+    fn cancelled(&self) -> bool {
+        unguarded(|| self.0.cancelled())
+    }
 }
 
 /// Never cancels.

@@ -12,6 +12,10 @@
 //! installed before ours (Python's `faulthandler`, torch's worker handler), or to the
 //! default action, exactly as without us.
 //!
+//! Only our own code runs guarded: a callback into anyone else's from inside a guarded read
+//! (the index build's progress and cancel hooks, which can run Python's signal handlers)
+//! goes through [`unguarded`].
+//!
 //! This is what lets batches be built on any thread ahead of the consumer (see
 //! [`BatchStream`](crate::BatchStream)): a file truncated at any moment is an error for the
 //! batch that was reading it, never the death of the process. Arrays already handed out
@@ -76,6 +80,21 @@ pub(crate) fn guarded<T>(read: impl FnOnce() -> T) -> Result<T, Truncated> {
     } else {
         Err(Truncated)
     }
+}
+
+/// Runs `call` with this thread's reads unguarded: for callbacks into code that is not
+/// ours (a progress bar, Python's signal handlers) made from inside [`guarded`], whose own
+/// `SIGBUS` must reach its own handler, not turn into zeros.
+pub(crate) fn unguarded<T>(call: impl FnOnce() -> T) -> T {
+    let outer = GUARDED.replace(false);
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GUARDED.set(self.0);
+        }
+    }
+    let _restore = Restore(outer);
+    call()
 }
 
 /// Installs the handler, unless it is the one installed now: once before the first
