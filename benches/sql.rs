@@ -6,7 +6,8 @@
 //!   exhausted" trap of zero-copy views);
 //! - IPC stream write speed against `cat FILE > /dev/null`.
 //!
-//! Run: `cargo bench --bench sql` (`MMB_LINES`, `MMB_CORPUS` as in `core`).
+//! Run: `cargo bench --bench sql` (`MMB_LINES`, `MMB_CORPUS` as in `core`; `MMB_BATCH` the
+//! logical batch size, 8,192 by default).
 
 mod support;
 
@@ -43,8 +44,10 @@ async fn main() {
     println!("corpus {} ({:.0} MiB)", path.display(), mib(size));
     let like = "SELECT count(*) FROM lines WHERE line LIKE '%abc%'";
 
-    let open =
-        |shuffle| Batcher::open(&path, Options { batch_size: 8192, shuffle, seed: Some(1), ignore_leftovers: false, ..Default::default() }).unwrap();
+    // `MMB_BATCH=1024`: logical batches the table joins into engine-sized ones.
+    let batch_size = std::env::var("MMB_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(8192);
+    println!("logical batches of {batch_size} lines");
+    let open = |shuffle| Batcher::open(&path, Options { batch_size, shuffle, seed: Some(1), ignore_leftovers: false, ..Default::default() }).unwrap();
     let shuffled = open(Shuffle::Global);
     let ordered = open(Shuffle::None);
     shuffled.validate_utf8().unwrap();

@@ -69,7 +69,7 @@ mod stream;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
 
-pub use crate::arrow::{compact, large_schema, layout_schema, schema, to_large, with_layout, Column};
+pub use crate::arrow::{coalesce, compact, large_schema, layout_schema, schema, to_large, with_layout, Column};
 #[cfg(feature = "datafusion")]
 pub use crate::datafusion::{LineBuffers, LinesExec, LinesTable};
 pub use batcher::{Batch, Batcher, Epoch, Located};

@@ -185,3 +185,25 @@ fn a_stream_dropped_mid_epoch_releases_the_map_at_once() {
         assert_eq!(mappings_of(f.path()), 0, "the map outlived the stream and the batcher");
     }
 }
+
+#[test]
+fn coalesced_batches_still_view_the_map_each_window_once() {
+    // Engines get several logical batches as one record batch: the views must still point
+    // into the map (no copy of a line), each window listed once, and every row keep its
+    // own batch number.
+    let f = file_with(&corpus());
+    let b = Batcher::open(f.path(), Options { batch_size: 16, seed: Some(3), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
+    let epoch = b.epoch(0).unwrap();
+    let parts: Vec<_> = (0..5).map(|n| epoch.batch(n).unwrap().to_record_batch().unwrap()).collect();
+    let joined = mmap_batcher::coalesce(&parts).unwrap();
+    assert_eq!(joined.num_rows(), 80);
+    let lines: &StringViewArray = joined.column(0).as_string_view();
+    assert_eq!(lines.data_buffers().len(), parts[0].column(0).as_string_view().data_buffers().len(), "a window listed twice");
+    assert!(assert_views_in_map(lines, b.map_address_ranges()[0].clone()) > 0);
+    let expected: Vec<String> =
+        parts.iter().flat_map(|p| p.column(0).as_string_view().iter().map(|l| l.unwrap().to_string()).collect::<Vec<_>>()).collect();
+    assert_eq!(lines.iter().map(|l| l.unwrap().to_string()).collect::<Vec<_>>(), expected);
+    let batch: &UInt64Array = joined.column_by_name("batch").unwrap().as_primitive();
+    assert_eq!(batch.values().iter().copied().collect::<Vec<_>>(), (0..5u64).flat_map(|n| std::iter::repeat_n(n, 16)).collect::<Vec<_>>());
+    assert_eq!(mmap_batcher::coalesce(&parts[..1]).unwrap(), parts[0]);
+}

@@ -592,8 +592,10 @@ impl MmapBatcher {
     /// (paths, as the ``file`` column shows them) keep only those lines, through the core's
     /// row filter (in file order, batches without a match are not read). ``units`` narrows
     /// the scan to a run of the rectangle's ``(epoch, batch)`` pairs (Ray's read tasks);
-    /// ``layout="large"`` casts the lines (copies).
-    #[pyo3(signature = (columns, epochs, batches, units=None, layout=None, files=None, line_numbers=None))]
+    /// ``layout="large"`` casts the lines (copies). ``join_rows``: batches are joined until
+    /// they hold that many rows (an engine pays per batch; zero-copy, the ``batch`` column
+    /// names each row's own).
+    #[pyo3(signature = (columns, epochs, batches, units=None, layout=None, files=None, line_numbers=None, join_rows=1))]
     #[allow(clippy::too_many_arguments)] // the scan's keyword arguments, turned into one RowFilter
     fn _scan(
         &self,
@@ -604,6 +606,7 @@ impl MmapBatcher {
         layout: Option<Word<LineLayout>>,
         files: Option<Vec<String>>,
         line_numbers: Option<(u64, u64)>,
+        join_rows: usize,
     ) -> PyResult<BatchIter> {
         let core = self.core()?;
         let cols = crate::arrow::columns(Some(columns), core.default_columns())?;
@@ -629,7 +632,7 @@ impl MmapBatcher {
         let run = run.start..run.end.min(rect.len());
         let output = Output::Arrow { columns: cols, layout: layout.map_or(LineLayout::View, |w| w.0), compact: false };
         let stream = BatchStream::with_options(&core, run.map(move |u| rect.get(u)), output.stream_options(selection.lines));
-        Ok(BatchIter::new(stream, output, None))
+        Ok(BatchIter::joining(stream, output, join_rows))
     }
 
     /// ``parts`` contiguous runs of the ``epochs × num_batches`` units, with the rows of

@@ -60,11 +60,77 @@ pub struct BatchIter {
     output: Output,
     /// The batcher's cursor, advanced batch by batch, and to the next epoch at the end.
     cursor: Option<Arc<Mutex<Cursor>>>,
+    /// Arrow output for an engine (the Polars scan, Ray): batches joined until they hold
+    /// this many rows, since an engine pays per batch. 1: one batch each.
+    join_rows: usize,
 }
 
 impl BatchIter {
     pub fn new(stream: BatchStream, output: Output, cursor: Option<Arc<Mutex<Cursor>>>) -> Self {
-        BatchIter { stream: Mutex::new(Some(stream)), output, cursor }
+        BatchIter { stream: Mutex::new(Some(stream)), output, cursor, join_rows: 1 }
+    }
+
+    /// Like [`new`](Self::new), Arrow batches joined up to `rows` rows (see `join_rows`).
+    pub fn joining(stream: BatchStream, output: Output, rows: usize) -> Self {
+        BatchIter { stream: Mutex::new(Some(stream)), output, cursor: None, join_rows: rows.max(1) }
+    }
+
+    /// The next batch of the stream, waiting with the GIL released (Ctrl-C interrupts);
+    /// `None` at its end.
+    fn next_ready(&self, py: Python<'_>) -> PyResult<Option<mmap_batcher::Ready>> {
+        let mut slot = lock(&self.stream);
+        let Some(mut stream) = slot.take() else { return Ok(None) };
+        loop {
+            let (back, wait) = py.detach(move || {
+                let w = stream.wait(Duration::from_millis(100));
+                (stream, w)
+            });
+            stream = back;
+            match wait {
+                Wait::Pending => {
+                    if let Err(e) = py.check_signals() {
+                        *slot = Some(stream);
+                        return Err(e.into());
+                    }
+                }
+                Wait::Done => {
+                    if let Some(c) = &self.cursor {
+                        let mut c = lock(c);
+                        *c = Cursor { epoch: c.epoch.saturating_add(1), base: Served::NONE, done: 0 };
+                    }
+                    return Ok(None);
+                }
+                Wait::Batch(ready) => {
+                    // After an error the stream is over, and the epoch is not finished.
+                    let ready = (*ready)?;
+                    *slot = Some(stream);
+                    return Ok(Some(ready));
+                }
+            }
+        }
+    }
+
+    /// Batches joined up to `join_rows` rows, as one [`ArrowBatch`] named by the first.
+    fn joined<'py>(
+        &self,
+        py: Python<'py>,
+        first: mmap_batcher::Ready,
+        columns: &[Column],
+        layout: LineLayout,
+        compact: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (epoch, number) = (first.batch.epoch(), first.batch.number());
+        let mut parts = vec![py.detach(|| first.to_record_batch(columns))?];
+        let mut rows = parts[0].num_rows();
+        while rows < self.join_rows {
+            let Some(ready) = self.next_ready(py)? else { break };
+            let rb = py.detach(|| ready.to_record_batch(columns))?;
+            rows += rb.num_rows();
+            parts.push(rb);
+        }
+        let rb = py.detach(|| mmap_batcher::coalesce(&parts))?;
+        let rb = mmap_batcher::read_guarded(|| mmap_batcher::with_layout(rb, layout, compact))??;
+        Ok(Bound::new(py, ArrowBatch::new(rb, epoch, number))?.into_any())
     }
 
     fn convert<'py>(&self, py: Python<'py>, ready: mmap_batcher::Ready) -> PyResult<Bound<'py, PyAny>> {
@@ -98,39 +164,14 @@ impl BatchIter {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let mut slot = lock(&self.stream);
-        let Some(mut stream) = slot.take() else { return Ok(None) };
-        loop {
-            let (back, wait) = py.detach(move || {
-                let w = stream.wait(Duration::from_millis(100));
-                (stream, w)
-            });
-            stream = back;
-            match wait {
-                Wait::Pending => {
-                    if let Err(e) = py.check_signals() {
-                        *slot = Some(stream);
-                        return Err(e.into());
-                    }
-                }
-                Wait::Done => {
-                    if let Some(c) = &self.cursor {
-                        let mut c = lock(c);
-                        *c = Cursor { epoch: c.epoch.saturating_add(1), base: Served::NONE, done: 0 };
-                    }
-                    return Ok(None);
-                }
-                Wait::Batch(ready) => {
-                    // After an error the stream is over, and the epoch is not finished.
-                    let ready = (*ready)?;
-                    *slot = Some(stream);
-                    let out = self.convert(py, ready)?;
-                    if let Some(c) = &self.cursor {
-                        lock(c).done += 1;
-                    }
-                    return Ok(Some(out));
-                }
-            }
+        let Some(ready) = self.next_ready(py)? else { return Ok(None) };
+        if let (Output::Arrow { columns, layout, compact }, true) = (&self.output, self.join_rows > 1) {
+            return self.joined(py, ready, columns, *layout, *compact).map(Some);
         }
+        let out = self.convert(py, ready)?;
+        if let Some(c) = &self.cursor {
+            lock(c).done += 1;
+        }
+        Ok(Some(out))
     }
 }

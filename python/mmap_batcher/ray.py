@@ -106,7 +106,8 @@ class _Read:
         import pyarrow as pa
 
         b = self.batcher
-        batches = b._scan(b.columns, (0, self.epochs), (0, b.num_batches), self.units, self.layout)
+        # Blocks of at least 8,192 rows (several batches joined): Ray pays per block.
+        batches = b._scan(b.columns, (0, self.epochs), (0, b.num_batches), self.units, self.layout, join_rows=8192)
         for ab in batches:
             yield pa.table(ab if self.layout == "large" else ab.compact())
 

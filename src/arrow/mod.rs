@@ -126,6 +126,33 @@ pub fn compact(batch: &RecordBatch) -> RecordBatch {
     RecordBatch::try_new_with_options(batch.schema(), columns, &options).unwrap_or_else(|_| batch.clone())
 }
 
+/// The record batches `parts` (of one schema) as one, for an engine that pays per batch:
+/// the line views still point into the maps, each distinct window listed once; the other
+/// columns copied (a few bytes a row). The `epoch` and `batch` columns keep naming each
+/// row's own batch.
+pub fn coalesce(parts: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
+    match parts {
+        [] => Err(ArrowError::InvalidArgumentError("no batches to coalesce".into())),
+        [one] => Ok(one.clone()),
+        _ => {
+            let schema = parts[0].schema();
+            let columns = (0..schema.fields().len())
+                .map(|c| {
+                    let arrays: Vec<&dyn Array> = parts.iter().map(|p| p.column(c).as_ref()).collect();
+                    let joined = match schema.field(c).data_type() {
+                        DataType::Utf8View => views::concat_views::<arrow::datatypes::StringViewType>(&arrays),
+                        DataType::BinaryView => views::concat_views::<arrow::datatypes::BinaryViewType>(&arrays),
+                        _ => None,
+                    };
+                    joined.map_or_else(|| arrow::compute::concat(&arrays), Ok)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows = parts.iter().map(RecordBatch::num_rows).sum();
+            RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
+        }
+    }
+}
+
 /// The schema with view columns as `LargeUtf8` / `LargeBinary`: for readers without view
 /// support (DuckDB's and Ray's pandas conversions, older Arrow).
 pub fn large_schema(schema: &Schema) -> SchemaRef {

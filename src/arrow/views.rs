@@ -243,3 +243,46 @@ pub(crate) fn line_array(
         }
     })
 }
+
+/// The view arrays `parts` as one, their data buffers shared, not copied: each distinct
+/// buffer (the same window of a map, held by several batches) listed once and the views'
+/// buffer indices renumbered. `None` if a part is not a view array of type `T` or has nulls
+/// (then the caller concatenates another way).
+pub(crate) fn concat_views<T: arrow::datatypes::ByteViewType>(parts: &[&dyn arrow::array::Array]) -> Option<ArrayRef> {
+    use arrow::array::{Array, AsArray, ByteView, GenericByteViewArray};
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut known: std::collections::HashMap<(usize, usize), u32> = std::collections::HashMap::new();
+    let mut views = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        let part = part.as_byte_view_opt::<T>()?;
+        if part.null_count() > 0 {
+            return None;
+        }
+        let renumber: Vec<u32> = part
+            .data_buffers()
+            .iter()
+            .map(|b| {
+                *known.entry((b.as_ptr() as usize, b.len())).or_insert_with(|| {
+                    buffers.push(b.clone());
+                    buffers.len() as u32 - 1
+                })
+            })
+            .collect();
+        for &v in part.views() {
+            if (v as u32) > 12 {
+                let mut view = ByteView::from(v);
+                view.buffer_index = *renumber.get(view.buffer_index as usize)?;
+                views.push(view.as_u128());
+            } else {
+                views.push(v);
+            }
+        }
+    }
+    let views = ScalarBuffer::from(views);
+    // SAFETY: every view is a view of a valid array of type `T` (a `GenericByteViewArray<T>`
+    // upholds its invariants: offsets, lengths and prefixes in bounds and matching its
+    // buffers, UTF-8 for strings), copied unchanged but for its buffer index, which now
+    // names the very same buffer (same address and length) in `buffers`; inline views carry
+    // their bytes. So each view describes the same bytes as before, in bounds.
+    Some(Arc::new(unsafe { GenericByteViewArray::<T>::new_unchecked(views, buffers, None) }) as ArrayRef)
+}

@@ -180,7 +180,7 @@ impl ExecutionPlan for LinesExec {
         Ok(Arc::new(Statistics::new_unknown(&self.schema).with_num_rows(rows)))
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> datafusion::common::Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> datafusion::common::Result<SendableRecordBatchStream> {
         let metrics = ScanMetrics {
             baseline: BaselineMetrics::new(&self.metrics, partition),
             batches_read: MetricBuilder::new(&self.metrics).counter("batches_read", partition),
@@ -197,7 +197,8 @@ impl ExecutionPlan for LinesExec {
             columns: Some(self.plan.columns.as_slice().into()),
         };
         let stream = BatchStream::with_options(&self.plan.batcher, split.map(move |u| units.get(u)), options);
-        let scan = PartitionScan { plan: self.plan.clone(), stream, rows_left: self.limit.unwrap_or(usize::MAX), metrics };
+        let target_rows = context.session_config().batch_size().max(1);
+        let scan = PartitionScan { plan: self.plan.clone(), stream, rows_left: self.limit.unwrap_or(usize::MAX), target_rows, metrics };
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(scan))))
     }
 }
@@ -207,12 +208,15 @@ struct PartitionScan {
     plan: Arc<ScanPlan>,
     stream: BatchStream,
     rows_left: usize,
+    /// Rows per output batch (the session's `batch_size`): logical batches are joined
+    /// until they hold this many, since an engine pays per batch.
+    target_rows: usize,
     metrics: ScanMetrics,
 }
 
 impl PartitionScan {
-    /// The next non-empty batch of this partition, cut by filters and the limit.
-    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+    /// The next logical batch of this partition, cut by filters and the limit.
+    fn next_logical(&mut self) -> Result<Option<RecordBatch>> {
         while self.rows_left > 0 {
             let Some(ready) = self.stream.next() else { return Ok(None) };
             let ready = ready?;
@@ -226,13 +230,30 @@ impl PartitionScan {
             self.rows_left -= rows;
             if self.plan.columns.contains(&Column::Line) {
                 self.metrics.lines_materialized.add(rows);
-                if self.plan.compact {
-                    return crate::read_guarded(|| crate::compact(&rb)).map(Some);
-                }
             }
             return Ok(Some(rb));
         }
         Ok(None)
+    }
+
+    /// The next output batch: logical batches joined up to `target_rows` (zero-copy views;
+    /// the `batch` column still names each row's own), compacted if the plan asks.
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let mut parts = Vec::new();
+        let mut rows = 0;
+        while rows < self.target_rows {
+            let Some(rb) = self.next_logical()? else { break };
+            rows += rb.num_rows();
+            parts.push(rb);
+        }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let rb = crate::coalesce(&parts).map_err(|source| crate::Error::Arrow { context: "joining batches".into(), source })?;
+        if self.plan.compact && self.plan.columns.contains(&Column::Line) {
+            return crate::read_guarded(|| crate::compact(&rb)).map(Some);
+        }
+        Ok(Some(rb))
     }
 }
 
