@@ -11,8 +11,9 @@
 //! disk, their bytes). A batch is a pure function of its `(epoch, batch)`, so the stream is
 //! the same for any number of builders.
 //!
-//! Builders never load from a map (see `source::map`): the consumer checks each batch's
-//! files unchanged before the batch's first read, which is then its own.
+//! A builder that assembles reads the maps under the `SIGBUS` guard (`source::truncation`),
+//! after the check that comes with each read; every batch is checked once more when it is
+//! handed out, for a file changed since it was built.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -421,8 +422,8 @@ impl ReadAhead {
         }
         let assembled = match &self.columns {
             Some(columns) => {
+                // Each read of the map below checks the files first.
                 if self.read_lines {
-                    located.check_unchanged()?;
                     located.resolve_gaps()?;
                 }
                 let rb = located.record_batch(&self.batcher, e, b, columns)?;

@@ -63,16 +63,8 @@ pub(crate) fn guarded<T>(read: impl FnOnce() -> T) -> Result<T, Truncated> {
     if !INSTALLED.load(Ordering::Relaxed) {
         install();
     }
-    let outer = GUARDED.replace(true);
+    let restore = Restore(GUARDED.replace(true));
     let before = FAULTS.get();
-    // Reset on unwind too, so that a panic does not leave the thread guarded.
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            GUARDED.set(self.0);
-        }
-    }
-    let restore = Restore(outer);
     let value = read();
     drop(restore);
     if FAULTS.get() == before {
@@ -86,15 +78,18 @@ pub(crate) fn guarded<T>(read: impl FnOnce() -> T) -> Result<T, Truncated> {
 /// ours (a progress bar, Python's signal handlers) made from inside [`guarded`], whose own
 /// `SIGBUS` must reach its own handler, not turn into zeros.
 pub(crate) fn unguarded<T>(call: impl FnOnce() -> T) -> T {
-    let outer = GUARDED.replace(false);
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            GUARDED.set(self.0);
-        }
-    }
-    let _restore = Restore(outer);
+    let _restore = Restore(GUARDED.replace(false));
     call()
+}
+
+/// Puts this thread's guard flag back as it was, on unwind too (a panic must not leave a
+/// thread guarded, or unguarded).
+struct Restore(bool);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        GUARDED.set(self.0);
+    }
 }
 
 /// Installs the handler, unless it is the one installed now: once before the first
