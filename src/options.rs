@@ -267,6 +267,12 @@ pub struct Options {
     /// the same for any number.
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Lines each epoch serves (before leftovers are dropped). `None`: every kept line once.
+    /// More than the kept lines upsamples (each source starts another pass, in a fresh
+    /// order), fewer subsamples (a different subset each epoch, every line served once
+    /// before any repeats). With named sources it is split by their weights.
+    #[serde(default)]
+    pub lines_per_epoch: Option<u64>,
 }
 
 impl Default for Options {
@@ -290,6 +296,7 @@ impl Default for Options {
             on_duplicate_file: FilePolicy::Skip,
             file_column: false,
             threads: None,
+            lines_per_epoch: None,
         }
     }
 }
@@ -399,6 +406,9 @@ impl Options {
         }
         if self.threads == Some(0) {
             return bad("threads must be at least 1".into());
+        }
+        if self.lines_per_epoch == Some(0) {
+            return bad("lines_per_epoch must be at least 1".into());
         }
         Ok(())
     }

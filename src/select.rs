@@ -1,6 +1,6 @@
 //! Which rows a scan reads: the one row filter of the SQL table, the Polars scan and the
 //! Python scans. A [`RowFilter`] is a conjunction of ranges of `epoch`, `batch` and
-//! `line_number` and a set of files; [`RowFilter::select`] turns it into the
+//! `line_number`, a set of files and a set of sources; [`RowFilter::select`] turns it into the
 //! `(epoch, batch)` units to read and the line ids to keep, from the index alone.
 
 use std::ops::Range;
@@ -21,11 +21,12 @@ pub struct RowFilter {
     batches: Range<u64>,
     line_numbers: Range<u64>,
     files: Option<Vec<String>>,
+    sources: Option<Vec<String>>,
 }
 
 impl Default for RowFilter {
     fn default() -> Self {
-        RowFilter { epochs: ALL, batches: ALL, line_numbers: ALL, files: None }
+        RowFilter { epochs: ALL, batches: ALL, line_numbers: ALL, files: None, sources: None }
     }
 }
 
@@ -67,14 +68,24 @@ impl RowFilter {
         self
     }
 
+    /// Only lines of the named sources among `names`.
+    pub fn sources<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        let names: Vec<String> = names.into_iter().map(Into::into).collect();
+        self.sources = Some(match self.sources {
+            Some(prev) => prev.into_iter().filter(|p| names.contains(p)).collect(),
+            None => names,
+        });
+        self
+    }
+
     /// The units of epochs `0..epochs` and the lines of `batcher` this filter reads.
     pub fn select(&self, batcher: &Batcher, epochs: u64) -> Result<Selection> {
         let mut units = Units { epochs: intersect(&(0..epochs), &self.epochs), batches: intersect(&(0..batcher.num_batches()), &self.batches) };
-        if self.line_numbers == ALL && self.files.is_none() {
+        if self.line_numbers == ALL && self.files.is_none() && self.sources.is_none() {
             return Ok(Selection { units, lines: None });
         }
         let lines = self.line_ids(batcher)?;
-        if !batcher.options().shuffle.is_shuffled() {
+        if !batcher.options().shuffle.is_shuffled() && !batcher.is_mixture() {
             // File order: line id k sits in batch k / batch_size, so skip whole batches.
             let size = batcher.options().batch_size as u64;
             let hull = match (lines.first(), lines.last()) {
@@ -93,6 +104,12 @@ impl RowFilter {
         for (f, path) in b.paths().enumerate() {
             if self.files.as_ref().is_some_and(|names| !names.iter().any(|n| path.to_string_lossy() == n.as_str())) {
                 continue;
+            }
+            if let Some(names) = &self.sources {
+                let source = b.sources().get(b.source_of_file(f)).map(|s| s.name.as_str());
+                if !source.is_some_and(|s| names.iter().any(|n| n == s)) {
+                    continue;
+                }
             }
             let ids = b.file_lines(f);
             let (lo, hi) = if self.line_numbers == ALL {

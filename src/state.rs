@@ -34,6 +34,9 @@ pub struct OrderOptions {
     pub skip_blank_lines: bool,
     /// [`Options::comment_char`].
     pub comment_char: Option<u8>,
+    /// The sources and their lines per epoch, when an epoch is not the corpus once over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<crate::sources::SourceIdentity>>,
 }
 
 impl OrderOptions {
@@ -46,6 +49,7 @@ impl OrderOptions {
             even_shards: options.even_shards,
             skip_blank_lines: options.skip_blank_lines,
             comment_char: options.comment_char,
+            sources: None,
         }
     }
 
@@ -67,7 +71,22 @@ impl OrderOptions {
         if (self.skip_blank_lines, self.comment_char) != (now.skip_blank_lines, now.comment_char) {
             d.push("the blank-line or comment rules".into());
         }
+        if self.sources != now.sources {
+            d.push(format!("the sources or their lines per epoch ({} vs {})", describe_sources(&self.sources), describe_sources(&now.sources)));
+        }
         (!d.is_empty()).then(|| d.join(", "))
+    }
+}
+
+/// The sources of a state, in words: `web: 700 of 1000 lines per epoch, code: …`.
+fn describe_sources(sources: &Option<Vec<crate::sources::SourceIdentity>>) -> String {
+    match sources {
+        None => "the corpus once over".into(),
+        Some(s) => s
+            .iter()
+            .map(|s| format!("{}: {} of {} lines per epoch", if s.name.is_empty() { "corpus" } else { &s.name }, s.per_epoch, s.lines))
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 

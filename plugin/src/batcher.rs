@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use mmap_batcher::state::State;
-use mmap_batcher::{BatchStream, Batcher, Cancel, Column, FilePolicy, IoPolicy, LineLayout, Options, RowFilter, Served, Shard, Shuffle, Units};
+use mmap_batcher::{
+    BatchStream, Batcher, Cancel, Column, FilePolicy, IoPolicy, LineLayout, Options, RowFilter, Served, Shard, Shuffle, Source, Units,
+};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::arrow::ArrowBatch;
 use crate::epoch::Epoch;
@@ -81,7 +83,14 @@ struct ShardParts {
 /// Args:
 ///     paths: a path (``str``, ``bytes``, ``os.PathLike``), a glob, or a sequence of
 ///         them: the files are served as one corpus, in that order (``filename=`` is its
-///         deprecated spelling).
+///         deprecated spelling). Or a ``dict`` of source name → path, glob or sequence:
+///         a mixture, every batch holding each source's share of its lines, each source
+///         shuffled in itself, a ``source`` column beside ``file`` (see ``sources``).
+///     weights: with sources, a ``dict`` of name → positive weight for every source
+///         (normalised to sum to one); ``None``: each source's share is its line count.
+///     lines_per_epoch: lines each epoch serves (``None``: every kept line once); more
+///         upsamples (another pass, in a fresh order), fewer subsamples (a different subset
+///         each epoch); with sources, split by the weights.
 ///     batch_size: lines per batch.
 ///     shuffle: ``True``/``"global"`` (a uniform shuffle), ``"block"`` (blocks of
 ///         ``shuffle_block`` bytes in random order, lines shuffled within windows of
@@ -134,6 +143,8 @@ pub struct MmapBatcher {
     /// `None` after `close()`. Batches hold their own reference to the map.
     core: RwLock<Option<Batcher>>,
     inputs: Vec<PathBuf>,
+    /// The named sources, as given (the inputs are their paths, in order).
+    sources: Option<Vec<Source>>,
     /// With the seed in use.
     options: Options,
     parts: ShardParts,
@@ -158,6 +169,7 @@ impl MmapBatcher {
         MmapBatcher {
             core: RwLock::new(Some(core)),
             inputs: self.inputs.clone(),
+            sources: self.sources.clone(),
             options: self.options.clone(),
             parts,
             output: self.output.clone(),
@@ -195,10 +207,11 @@ impl MmapBatcher {
         num_workers=Arg::Missing, rank=Arg::Missing, world_size=Arg::Missing, shuffle_block=Arg::Missing,
         shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, index_dir=None, io=Word(IoPolicy::Auto),
         output="bytes", max_open_files=Arg::Missing, threads=Arg::Missing, trust_files=false, header_lines=Arg::Missing,
-        on_bad_file=Word(FilePolicy::Error), on_duplicate_file=Word(FilePolicy::Skip), filename=None
+        on_bad_file=Word(FilePolicy::Error), on_duplicate_file=Word(FilePolicy::Skip), weights=None,
+        lines_per_epoch=Arg::Missing, filename=None
     ))]
     #[pyo3(
-        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, index_dir=None, io='auto', output='bytes', max_open_files=None, threads=None, trust_files=False, header_lines=0, on_bad_file='error', on_duplicate_file='skip')"
+        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, index_dir=None, io='auto', output='bytes', max_open_files=None, threads=None, trust_files=False, header_lines=0, on_bad_file='error', on_duplicate_file='skip', weights=None, lines_per_epoch=None)"
     )]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, forwarded once to `Args`
     fn new<'py>(
@@ -230,6 +243,8 @@ impl MmapBatcher {
         header_lines: Arg<'py>,
         on_bad_file: Word<FilePolicy>,
         on_duplicate_file: Word<FilePolicy>,
+        weights: Option<Bound<'py, PyAny>>,
+        lines_per_epoch: Arg<'py>,
         filename: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let paths = deprecated(py, "filename", filename, "paths", paths)?
@@ -260,6 +275,7 @@ impl MmapBatcher {
             num_workers: num_workers.or(py, 1u64)?,
             rank: rank.or(py, 0u64)?,
             world_size: world_size.or(py, 1u64)?,
+            lines_per_epoch: lines_per_epoch.or(py, py.None())?,
         };
         let options = args.options()?;
         // Checked here, used per iteration (a DataLoader worker may fill in its numbers).
@@ -270,10 +286,20 @@ impl MmapBatcher {
             worker_id: int_arg("worker_id", &args.worker_id)?,
             num_workers: int_arg("num_workers", &args.num_workers)?,
         };
-        let (inputs, corpus) = crate::options::inputs(&paths)?;
+        let sources = match paths.cast::<PyDict>() {
+            Ok(dict) => Some(crate::options::sources(dict, weights.as_ref())?),
+            Err(_) if weights.as_ref().is_some_and(|w| !w.is_none()) => {
+                return Err(option_error("weights= weighs named sources: pass paths as a dict of name to paths"));
+            }
+            Err(_) => None,
+        };
+        let (inputs, corpus) = match &sources {
+            Some(s) => (s.iter().flat_map(|s| s.paths.iter().cloned()).collect(), true),
+            None => crate::options::inputs(&paths)?,
+        };
         let options = Options { file_column: corpus, ..options };
         let cancel = PyCancel::new();
-        let opened = py.detach(|| Batcher::open_with(&inputs, options.clone(), &|_| {}, &cancel));
+        let opened = py.detach(|| open_core(&inputs, sources.as_deref(), options.clone(), &cancel));
         if let Some(e) = lock(&cancel.raised).take() {
             return Err(e.into());
         }
@@ -287,12 +313,34 @@ impl MmapBatcher {
         Ok(MmapBatcher {
             core: RwLock::new(Some(core)),
             inputs,
+            sources,
             options,
             parts,
             output: output_value,
             output_name: output.to_string(),
             cursor: Arc::new(Mutex::new(Cursor::default())),
         })
+    }
+
+    /// The named sources, in order (empty without): one ``dict`` each, with ``name``,
+    /// ``files`` (indices into ``paths``), ``lines`` (kept), ``weight`` (normalised),
+    /// ``lines_per_epoch`` and ``passes_per_epoch`` (above 1: upsampled).
+    #[getter]
+    fn sources<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.core()?
+            .sources()
+            .iter()
+            .map(|s| {
+                let d = PyDict::new(py);
+                d.set_item("name", &s.name)?;
+                d.set_item("files", (s.files.start..s.files.end).collect::<Vec<usize>>())?;
+                d.set_item("lines", s.lines)?;
+                d.set_item("weight", s.weight)?;
+                d.set_item("lines_per_epoch", s.per_epoch)?;
+                d.set_item("passes_per_epoch", s.passes_per_epoch())?;
+                Ok(d)
+            })
+            .collect()
     }
 
     /// The paths of the files served, in order (files reached twice or skipped as bad
@@ -698,13 +746,23 @@ impl MmapBatcher {
         let c = lock(&me.cursor).clone();
         let base = serde_json::to_string(&c.base).map_err(internal_json("pickling the position"))?;
         let restore = py.import(intern!(py, "mmap_batcher._native"))?.getattr(intern!(py, "_restore_batcher"))?;
-        let args = (paths, options, (p.rank, p.world_size, p.worker_id, p.num_workers), (c.epoch, base, c.done), me.output_name.clone());
+        let sources = me.sources.as_ref().map(serde_json::to_string).transpose().map_err(internal_json("pickling the sources"))?;
+        let args = (paths, options, (p.rank, p.world_size, p.worker_id, p.num_workers), (c.epoch, base, c.done), me.output_name.clone(), sources);
         Ok((restore, args.into_pyobject(py)?))
+    }
+}
+
+/// Opens the core batcher: one corpus, or the named sources.
+fn open_core(inputs: &[PathBuf], sources: Option<&[Source]>, options: Options, cancel: &PyCancel) -> mmap_batcher::Result<Batcher> {
+    match sources {
+        Some(s) => Batcher::open_sources_with(s, options, &|_| {}, cancel),
+        None => Batcher::open_with(inputs, options, &|_| {}, cancel),
     }
 }
 
 /// Unpickles a [`MmapBatcher`].
 #[pyfunction]
+#[pyo3(signature = (paths, options, parts, cursor, output, sources=None))]
 pub fn _restore_batcher(
     py: Python<'_>,
     paths: Vec<Vec<u8>>,
@@ -712,17 +770,20 @@ pub fn _restore_batcher(
     parts: (u64, u64, u64, u64),
     cursor: (u64, String, u64),
     output: &str,
+    sources: Option<&str>,
 ) -> PyResult<MmapBatcher> {
     use std::os::unix::ffi::OsStrExt;
     let inputs: Vec<PathBuf> = paths.iter().map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))).collect();
     let options: Options = serde_json::from_str(options).map_err(internal_json("unpickling the options"))?;
+    let sources: Option<Vec<Source>> = sources.map(serde_json::from_str).transpose().map_err(internal_json("unpickling the sources"))?;
     let cancel = PyCancel::new();
-    let core = py.detach(|| Batcher::open_with(&inputs, options.clone(), &|_| {}, &cancel))?;
+    let core = py.detach(|| open_core(&inputs, sources.as_deref(), options.clone(), &cancel))?;
     let output_value = MmapBatcher::output_of(output, core.default_columns())?;
     let base: Served = serde_json::from_str(&cursor.1).map_err(internal_json("unpickling the position"))?;
     Ok(MmapBatcher {
         core: RwLock::new(Some(core)),
         inputs,
+        sources,
         options,
         parts: ShardParts { rank: parts.0, world_size: parts.1, worker_id: parts.2, num_workers: parts.3 },
         output: output_value,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use mmap_batcher::{Choice, FilePolicy, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle, ShuffleMode};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString};
 use pyo3::BoundObject;
 
 use crate::error::{option_error, PyError, PyResult};
@@ -74,6 +74,46 @@ pub fn inputs(v: &Bound<'_, PyAny>) -> PyResult<(Vec<PathBuf>, bool)> {
     };
     let corpus = !single || mmap_batcher::inputs_name_a_corpus(&items);
     Ok((mmap_batcher::expand_inputs(&items)?, corpus))
+}
+
+/// The sources of a mixture: `paths` a dict of name → path, glob or sequence of them, and
+/// `weights` `None` or a dict of name → positive number, every name a source's.
+pub fn sources(paths: &Bound<'_, PyDict>, weights: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<mmap_batcher::Source>> {
+    let weights: Option<Vec<(String, f64)>> = match weights {
+        None => None,
+        Some(w) if w.is_none() => None,
+        Some(w) => {
+            let w = w.cast::<PyDict>().map_err(|_| option_error(format!("weights must be a dict of source name to weight, got {}", repr(w))))?;
+            Some(
+                w.iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            source_name(&k)?,
+                            v.extract::<f64>().map_err(|_| option_error(format!("the weight of {k} must be a number, got {}", repr(&v))))?,
+                        ))
+                    })
+                    .collect::<PyResult<_>>()?,
+            )
+        }
+    };
+    let mut out = Vec::new();
+    for (name, value) in paths.iter() {
+        let name = source_name(&name)?;
+        let (paths, _) = inputs(&value)?;
+        let weight = weights.as_ref().and_then(|w| w.iter().find(|(n, _)| *n == name).map(|&(_, x)| x));
+        out.push(mmap_batcher::Source { name, paths, weight });
+    }
+    if let Some(w) = &weights {
+        if let Some((unknown, _)) = w.iter().find(|(n, _)| !out.iter().any(|s| s.name == *n)) {
+            let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
+            return Err(option_error(format!("weights names {unknown:?}, which is not a source (sources: {})", names.join(", "))));
+        }
+    }
+    Ok(out)
+}
+
+fn source_name(k: &Bound<'_, PyAny>) -> PyResult<String> {
+    k.extract::<String>().map_err(|_| option_error(format!("a source's name must be a str, got {}", repr(k))))
 }
 
 /// The comment character: one ASCII `str` character, one byte, or `None`.
@@ -175,6 +215,7 @@ pub struct Args<'py> {
     pub num_workers: Bound<'py, PyAny>,
     pub rank: Bound<'py, PyAny>,
     pub world_size: Bound<'py, PyAny>,
+    pub lines_per_epoch: Bound<'py, PyAny>,
 }
 
 impl Args<'_> {
@@ -207,6 +248,7 @@ impl Args<'_> {
             max_open_files: optional_count("max_open_files", &self.max_open_files)?,
             threads: optional_count("threads", &self.threads)?,
             trust_files: self.trust_files,
+            lines_per_epoch: if self.lines_per_epoch.is_none() { None } else { Some(int_arg("lines_per_epoch", &self.lines_per_epoch)?) },
         };
         options.validate()?;
         Ok(options)

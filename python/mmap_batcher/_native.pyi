@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension ``mmap_batcher._native``."""
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, final
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ class MmapBatcher:
 
     def __new__(
         cls,
-        paths: _Path | Sequence[_Path],
+        paths: _Path | Sequence[_Path] | Mapping[str, _Path | Sequence[_Path]],
         batch_size: int = 100,
         shuffle: bool | Literal["global", "block", "none"] = True,
         ignore_leftovers: bool = True,
@@ -194,7 +194,11 @@ class MmapBatcher:
         header_lines: int = 0,
         on_bad_file: Literal["error", "skip"] = "error",
         on_duplicate_file: Literal["skip", "error"] = "skip",
+        weights: Mapping[str, float] | None = None,
+        lines_per_epoch: int | None = None,
     ) -> MmapBatcher: ...
+    @property
+    def sources(self) -> list[dict[str, Any]]: ...
     @property
     def paths(self) -> list[str]: ...
     @property
@@ -289,7 +293,12 @@ class Lines:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
 
 def _restore_batcher(
-    paths: Sequence[bytes], options: str, parts: tuple[int, int, int, int], cursor: tuple[int, str, int], output: str
+    paths: Sequence[bytes],
+    options: str,
+    parts: tuple[int, int, int, int],
+    cursor: tuple[int, str, int],
+    output: str,
+    sources: str | None = None,
 ) -> MmapBatcher: ...
 def _arrow_batch_from_ipc(data: bytes, epoch: int, batch: int) -> ArrowBatch: ...
 def cli_main(argv: Sequence[str | bytes | os.PathLike[str]]) -> int: ...

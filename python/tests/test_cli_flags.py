@@ -45,6 +45,10 @@ BLOCK = ["--shuffle", "block", "--shuffle-block", "64"]
 # offering it unless a "command:flag" entry says otherwise.
 CASES: dict[str, tuple[list[str], list[str]]] = {
     "batch-size": (["--batch-size", "3"], []),
+    # A mixture's files come with --source, so beside the positional file it is refused.
+    "source": (["--source", "a=d.txt"], []),
+    "weight": (["--weight", "a=1"], []),
+    "lines-per-epoch": (["--lines-per-epoch", "7"], []),
     "epochs": (["--epochs", "2"], []),
     "seed": (["--seed", "2"], []),
     "shuffle": (["--shuffle", "none"], []),

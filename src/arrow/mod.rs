@@ -32,16 +32,19 @@ pub enum Column {
     /// The file the line is in (dictionary-encoded path); in the default columns of
     /// corpora of several files only.
     File,
+    /// The named source the line is of (dictionary-encoded name); in the default columns
+    /// of batchers opened with sources only.
+    Source,
 }
 
 impl Column {
     /// Every column, in schema order.
-    pub const ALL: [Column; 6] = [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch, Column::File];
+    pub const ALL: [Column; 7] = [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch, Column::File, Column::Source];
 
-    /// The default columns of a corpus of `files` files: all of them, `file` only when
-    /// there are several.
+    /// The default columns of a corpus of `files` files without named sources: all but
+    /// `source`, `file` only when there are several.
     pub fn defaults(files: usize) -> Vec<Column> {
-        Self::ALL.into_iter().filter(|&c| c != Column::File || files > 1).collect()
+        Self::ALL.into_iter().filter(|&c| c != Column::Source && (c != Column::File || files > 1)).collect()
     }
 
     /// The column's name.
@@ -53,6 +56,7 @@ impl Column {
             Column::Epoch => "epoch",
             Column::Batch => "batch",
             Column::File => "file",
+            Column::Source => "source",
         }
     }
 
@@ -65,7 +69,7 @@ impl Column {
     pub fn field(self, line_type: LineType) -> Field {
         let data_type = match self {
             Column::Line => line_type.data_type(),
-            Column::File => DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
+            Column::File | Column::Source => DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
             _ => DataType::UInt64,
         };
         Field::new(self.name(), data_type, false)

@@ -79,6 +79,13 @@ impl Located {
                             .map_err(|source| Error::Arrow { context: "file column".into(), source })?;
                         Arc::new(dict) as ArrayRef
                     }
+                    Column::Source => {
+                        let (names, of_file) = batcher.source_column();
+                        let keys = UInt32Array::from_iter_values(self.file_ids().map(|f| of_file[f]));
+                        let dict = DictionaryArray::try_new(keys, names.clone())
+                            .map_err(|source| Error::Arrow { context: "source column".into(), source })?;
+                        Arc::new(dict) as ArrayRef
+                    }
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -19,9 +19,10 @@ use crate::arrow::Column;
 use crate::corpus::Corpus;
 use crate::error::{Error, Result};
 use crate::index::{IndexStatus, Utf8Verdict};
-use crate::options::Options;
-use crate::order::EpochOrder;
+use crate::options::{Options, Shuffle};
+use crate::order::{EpochOrder, MixSource, MixedOrder, Mixture};
 use crate::source::{Cancel, NeverCancel};
+use crate::sources::{Source, SourceIdentity, SourceInfo};
 use crate::state::CorpusIdentity;
 
 /// A corpus of one or more line files opened for batching. Cloning is cheap (an `Arc`),
@@ -62,12 +63,19 @@ struct Inner {
     identity: std::sync::OnceLock<CorpusIdentity>,
     /// The corpus's notices, and this batcher's own (an epoch without a batch).
     notices: Vec<String>,
+    /// The named sources (none for a corpus opened without them).
+    sources: Arc<[SourceInfo]>,
+    /// The order of the sources' shares, when the epoch is not the corpus once over.
+    mixture: Option<Arc<Mixture>>,
+    /// The `source` column's dictionary, and each file's key into it.
+    source_names: Arc<StringArray>,
+    source_of_file: Arc<[u32]>,
 }
 
 /// The corpus's notices, and one when these options leave every epoch without a batch.
-fn notices(corpus: &Corpus, options: &Options) -> Vec<String> {
+fn notices(corpus: &Corpus, options: &Options, mixture: Option<&Mixture>) -> Vec<String> {
     let mut notices = corpus.notices().to_vec();
-    let lines = corpus.num_lines();
+    let lines = mixture.map_or(corpus.num_lines(), Mixture::epoch_lines);
     if lines > 0 && options.ignore_leftovers && lines < options.batch_size as u64 {
         notices.push(format!(
             "{lines} kept lines make no full batch of {}: every epoch is empty (the partial batch is dropped; \
@@ -104,10 +112,88 @@ impl Batcher {
             return Err(Error::NoInput { pattern: "(empty list of inputs)".into() });
         }
         let corpus = Arc::new(Corpus::open(paths, &options, progress, cancel)?);
+        Self::serving(corpus, options, None)
+    }
+
+    /// Maps and indexes the files of several named sources, served as a mixture: every
+    /// batch holds each source's share of its lines (the weights', or without weights the
+    /// line counts'), each source shuffled in itself (see the guide's "Mixtures").
+    ///
+    /// ```
+    /// # use std::io::Write;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let write = |name: &str, n: usize| { let p = dir.path().join(name); std::fs::write(&p, (0..n).map(|i| format!("{name} {i}\n")).collect::<String>()).unwrap(); p };
+    /// use mmap_batcher::{Batcher, IndexCache, Options, Source};
+    /// let web = Source { name: "web".into(), paths: vec![write("web", 100)], weight: Some(0.7) };
+    /// let code = Source { name: "code".into(), paths: vec![write("code", 10)], weight: Some(0.3) };
+    /// let b = Batcher::open_sources(&[web, code], Options { batch_size: 10, seed: Some(1), index_cache: IndexCache::Off, ..Default::default() })?;
+    /// assert_eq!(b.sources()[1].per_epoch, 33); // 110 lines per epoch, 30% of them code
+    /// let batch = b.epoch(0)?.batch(0).unwrap();
+    /// let code_lines = batch.line_ids().iter().filter(|&&id| id >= 100).count();
+    /// assert_eq!(code_lines, 3); // 10 × 0.3, in every batch
+    /// # Ok::<(), mmap_batcher::Error>(())
+    /// ```
+    pub fn open_sources(sources: &[Source], options: Options) -> Result<Self> {
+        Self::open_sources_with(sources, options, &|_| {}, &NeverCancel)
+    }
+
+    /// [`open_sources`](Self::open_sources) with progress and cancellation, as [`open_with`](Self::open_with).
+    pub fn open_sources_with(sources: &[Source], options: Options, progress: &(dyn Fn(u64) + Sync), cancel: &dyn Cancel) -> Result<Self> {
+        options.validate()?;
+        crate::sources::validate(sources)?;
+        let paths: Vec<PathBuf> = sources.iter().flat_map(|s| s.paths.iter().cloned()).collect();
+        let corpus = Arc::new(Corpus::open(&paths, &options, progress, cancel)?);
+        Self::serving(corpus, options, Some(sources))
+    }
+
+    /// The batcher of an opened corpus: its sources described and their mixture made.
+    fn serving(corpus: Arc<Corpus>, options: Options, sources: Option<&[Source]>) -> Result<Self> {
         let seed = options.seed.unwrap_or_else(random_seed);
         let file_names = Arc::new(StringArray::from_iter_values(corpus.paths().map(|p| p.to_string_lossy().into_owned())));
-        let notices = notices(&corpus, &options);
-        Ok(Batcher { inner: Arc::new(Inner { corpus, options, seed, file_names, identity: Default::default(), notices }) })
+        let (infos, source_of_file) = match sources {
+            Some(sources) => {
+                let files = crate::sources::file_ranges(sources, corpus.paths())?;
+                let lines: Vec<u64> = files.iter().map(|r| r.clone().map(|f| corpus.file_lines(f).end - corpus.file_lines(f).start).sum()).collect();
+                let infos = crate::sources::describe(sources, &files, &lines, options.lines_per_epoch)?;
+                let mut of_file = vec![0u32; corpus.num_files()];
+                for (s, r) in files.iter().enumerate() {
+                    of_file[r.clone()].fill(s as u32);
+                }
+                (infos, of_file)
+            }
+            None => (Vec::new(), vec![0u32; corpus.num_files()]),
+        };
+        let block_mode = matches!(options.shuffle, Shuffle::Block { .. });
+        let mix_sources: Vec<MixSource> = if infos.is_empty() {
+            let n = corpus.num_lines();
+            let per_epoch = options.lines_per_epoch.unwrap_or(n);
+            let lines = vec![0..n; 1];
+            let whole = SourceInfo { name: String::new(), files: 0..corpus.num_files(), lines: n, weight: 1.0, per_epoch };
+            crate::sources::mix_sources(&[whole], &lines, corpus.blocks(), block_mode)
+        } else {
+            let ranges: Vec<std::ops::Range<u64>> =
+                infos.iter().map(|i| corpus.file_lines(i.files.start).start..corpus.file_lines(i.files.end - 1).end).collect();
+            crate::sources::mix_sources(&infos, &ranges, corpus.blocks(), block_mode)
+        };
+        // The corpus once over, in one order, is no mixture: the orders stay the ones a seed
+        // gave before sources existed.
+        let once_over = mix_sources.len() == 1 && mix_sources[0].per_epoch == corpus.num_lines();
+        let mixture = (!once_over).then(|| Arc::new(Mixture::new(mix_sources, options.batch_size as u64)));
+        let source_names = Arc::new(StringArray::from_iter_values(infos.iter().map(|i| i.name.clone())));
+        let notices = notices(&corpus, &options, mixture.as_deref());
+        let inner = Inner {
+            corpus,
+            options,
+            seed,
+            file_names,
+            identity: Default::default(),
+            notices,
+            sources: infos.into(),
+            mixture,
+            source_names,
+            source_of_file: source_of_file.into(),
+        };
+        Ok(Batcher { inner: Arc::new(inner) })
     }
 
     /// This batcher with the last partial batch of each epoch served (the same files,
@@ -120,9 +206,19 @@ impl Batcher {
         }
         let i = &self.inner;
         let options = Options { ignore_leftovers: false, ..i.options.clone() };
-        let notices = notices(&i.corpus, &options);
-        let inner =
-            Inner { corpus: i.corpus.clone(), options, seed: i.seed, file_names: i.file_names.clone(), identity: Default::default(), notices };
+        let notices = notices(&i.corpus, &options, i.mixture.as_deref());
+        let inner = Inner {
+            corpus: i.corpus.clone(),
+            options,
+            seed: i.seed,
+            file_names: i.file_names.clone(),
+            identity: Default::default(),
+            notices,
+            sources: i.sources.clone(),
+            mixture: i.mixture.clone(),
+            source_names: i.source_names.clone(),
+            source_of_file: i.source_of_file.clone(),
+        };
         Batcher { inner: Arc::new(inner) }
     }
 
@@ -234,9 +330,50 @@ impl Batcher {
         self.inner.corpus.blocks()
     }
 
+    /// The named sources, in order (empty for a corpus opened without them).
+    pub fn sources(&self) -> &[SourceInfo] {
+        &self.inner.sources
+    }
+
+    /// The source of file `f` (an index into [`sources`](Self::sources); 0 without sources).
+    pub fn source_of_file(&self, f: usize) -> usize {
+        self.inner.source_of_file[f] as usize
+    }
+
+    /// The `source` column's dictionary and each file's key into it.
+    pub(crate) fn source_column(&self) -> (&Arc<StringArray>, &[u32]) {
+        (&self.inner.source_names, &self.inner.source_of_file)
+    }
+
+    /// What a resume state records of the sources: `None` when the epoch is the corpus
+    /// once over (states taken before sources existed load unchanged).
+    pub(crate) fn source_identity(&self) -> Option<Vec<SourceIdentity>> {
+        let mixture = self.inner.mixture.as_ref()?;
+        let names = self.inner.sources.iter().map(|s| s.name.clone()).chain(std::iter::repeat(String::new()));
+        Some(
+            mixture
+                .sources()
+                .iter()
+                .zip(names)
+                .map(|(s, name)| SourceIdentity { name, lines: s.lines.end - s.lines.start, per_epoch: s.per_epoch })
+                .collect(),
+        )
+    }
+
+    /// True when an epoch is a mixture (named sources in shares, or `lines_per_epoch`
+    /// other than the kept lines), not the corpus once over.
+    pub fn is_mixture(&self) -> bool {
+        self.inner.mixture.is_some()
+    }
+
+    /// Positions in every epoch's order: all kept lines, or the mixture's `lines_per_epoch`.
+    fn epoch_lines(&self) -> u64 {
+        self.inner.mixture.as_ref().map_or(self.num_lines(), |m| m.epoch_lines())
+    }
+
     /// Batches in every epoch: leftovers dropped or kept as the options say; never an empty batch.
     pub fn num_batches(&self) -> u64 {
-        let (n, size) = (self.num_lines(), self.inner.options.batch_size as u64);
+        let (n, size) = (self.epoch_lines(), self.inner.options.batch_size as u64);
         if self.inner.options.ignore_leftovers {
             n / size
         } else {
@@ -247,7 +384,7 @@ impl Batcher {
     /// Lines served in every epoch by all shards together: all kept lines, less the
     /// dropped leftovers.
     pub fn lines_per_epoch(&self) -> u64 {
-        self.num_lines().min(self.num_batches() * self.inner.options.batch_size as u64)
+        self.epoch_lines().min(self.num_batches() * self.inner.options.batch_size as u64)
     }
 
     /// Lines in batch `b` of any epoch (0 past the end).
@@ -256,12 +393,17 @@ impl Batcher {
             return 0;
         }
         let size = self.inner.options.batch_size as u64;
-        size.min(self.num_lines() - b * size)
+        size.min(self.epoch_lines() - b * size)
     }
 
-    /// The default columns: the five of a single file, and `file` for several files.
+    /// The default columns: the five of a single file, `file` for several files (or a
+    /// glob or list), `source` for named sources.
     pub fn default_columns(&self) -> Vec<Column> {
-        Column::defaults(if self.inner.options.file_column { usize::MAX } else { self.num_files() })
+        let mut columns = Column::defaults(if self.inner.options.file_column { usize::MAX } else { self.num_files() });
+        if !self.inner.sources.is_empty() {
+            columns.push(Column::Source);
+        }
+        columns
     }
 
     /// The address ranges of the files mapped now: every non-inline view points inside one.
@@ -311,7 +453,10 @@ impl Batcher {
     pub fn epoch(&self, epoch: u64) -> Result<Epoch> {
         self.inner.corpus.check_paths_unchanged()?;
         let o = &self.inner.options;
-        let order = EpochOrder::new(self.inner.seed, epoch, o.shuffle, self.inner.corpus.blocks());
+        let order = match &self.inner.mixture {
+            Some(m) => EpochOrder::Mixed(MixedOrder::new(m.clone(), self.inner.seed, epoch, o.shuffle)),
+            None => EpochOrder::new(self.inner.seed, epoch, o.shuffle, self.inner.corpus.blocks()),
+        };
         Ok(Epoch { batcher: self.clone(), number: epoch, order: Arc::new(order) })
     }
 

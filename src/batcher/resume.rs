@@ -44,19 +44,15 @@ impl Batcher {
         Ok(self.inner.identity.get_or_init(|| id).clone())
     }
 
+    /// The options and sources that decide what a position means.
+    fn order_options(&self) -> OrderOptions {
+        OrderOptions { sources: self.source_identity(), ..OrderOptions::of(self.options()) }
+    }
+
     /// The resume state of shard `shard` that served `done` batches of its plan in epoch
     /// `epoch` after `base` (see [`state`](crate::state)).
     pub fn state(&self, epoch: u64, base: Served, shard: Shard, done: u64) -> Result<State> {
-        Ok(State {
-            format: STATE_FORMAT,
-            seed: self.seed(),
-            epoch,
-            base,
-            shard,
-            done,
-            order: OrderOptions::of(self.options()),
-            corpus: self.corpus_identity()?,
-        })
+        Ok(State { format: STATE_FORMAT, seed: self.seed(), epoch, base, shard, done, order: self.order_options(), corpus: self.corpus_identity()? })
     }
 
     /// Where shard `shard` resumes from `state`: `(epoch, base, batches of its plan done)`.
@@ -64,7 +60,7 @@ impl Batcher {
     /// state resumes that shard, a combined one ([`combine_states`](Self::combine_states))
     /// any shard of any layout.
     pub fn resume_point(&self, state: &State, shard: Shard) -> Result<(u64, Served, u64)> {
-        state.check_matches(self.seed(), &OrderOptions::of(self.options()), &self.corpus_identity()?)?;
+        state.check_matches(self.seed(), &self.order_options(), &self.corpus_identity()?)?;
         let nb = self.num_batches();
         state.base.validate(nb)?;
         if state.epoch == u64::MAX {

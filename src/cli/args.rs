@@ -124,6 +124,72 @@ pub struct FileArgs {
     /// Serve zero-copy views even of files another user can write (by default their lines are read and validated: a writer could change mapped bytes without a trace).
     #[arg(long)]
     pub trust_files: bool,
+    #[command(flatten)]
+    pub mixture: MixtureArgs,
+}
+
+/// A mixture of named sources, instead of the positional files.
+#[derive(clap::Args, Default)]
+pub struct MixtureArgs {
+    /// A named source of a mixture: NAME=PATH (a path or glob). Repeat it for more sources,
+    /// and with the same NAME for more paths of one source. Every batch holds each
+    /// source's share of its lines; the output gets a `source` column.
+    #[arg(long = "source", value_name = "NAME=PATH", value_parser = parse_source)]
+    pub sources: Vec<(String, String)>,
+    /// The weight of a source: NAME=W (W > 0; weights are normalised to sum to one). Give
+    /// every source a weight or none (then each serves its line count).
+    #[arg(long = "weight", value_name = "NAME=W", value_parser = parse_weight)]
+    pub weights: Vec<(String, f64)>,
+    /// Lines per epoch (default: every kept line once); more upsamples, fewer subsamples,
+    /// split over the sources by their weights.
+    #[arg(long, value_name = "N")]
+    pub lines_per_epoch: Option<u64>,
+}
+
+fn parse_source(s: &str) -> Result<(String, String), String> {
+    let (name, path) = s.split_once('=').ok_or_else(|| format!("expected NAME=PATH, got {s:?}"))?;
+    if name.is_empty() || path.is_empty() {
+        return Err(format!("expected NAME=PATH, got {s:?}"));
+    }
+    Ok((name.to_string(), path.to_string()))
+}
+
+fn parse_weight(s: &str) -> Result<(String, f64), String> {
+    let (name, w) = s.split_once('=').ok_or_else(|| format!("expected NAME=W, got {s:?}"))?;
+    let w: f64 = w.trim().parse().map_err(|e| format!("{w:?}: {e}"))?;
+    Ok((name.to_string(), w))
+}
+
+impl MixtureArgs {
+    /// The sources named, each with its paths expanded and its weight; `None` without
+    /// `--source`. A weight of a source not named is an error.
+    fn sources(&self) -> CliResult<Option<Vec<crate::Source>>> {
+        if self.sources.is_empty() {
+            if !self.weights.is_empty() {
+                return Err(CliError::Usage("--weight names a --source: give the sources with --source NAME=PATH".into()));
+            }
+            return Ok(None);
+        }
+        let mut sources: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, path) in &self.sources {
+            match sources.iter_mut().find(|(n, _)| n == name) {
+                Some((_, paths)) => paths.push(path.clone()),
+                None => sources.push((name.clone(), vec![path.clone()])),
+            }
+        }
+        for (name, _) in &self.weights {
+            if !sources.iter().any(|(n, _)| n == name) {
+                let known: Vec<&str> = sources.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(CliError::Usage(format!("--weight {name}=…: no --source is named {name:?} (sources: {})", known.join(", "))));
+            }
+        }
+        let mut out = Vec::new();
+        for (name, inputs) in sources {
+            let weight = self.weights.iter().rev().find(|(n, _)| *n == name).map(|&(_, w)| w);
+            out.push(crate::Source { paths: crate::expand_inputs(&inputs)?, name, weight });
+        }
+        Ok(Some(out))
+    }
 }
 
 fn parse_shard(s: &str) -> Result<Shard, String> {
@@ -148,6 +214,7 @@ impl FileArgs {
             line_type: if self.binary { LineType::Binary } else { LineType::Utf8 },
             io: self.io,
             trust_files: self.trust_files,
+            lines_per_epoch: self.mixture.lines_per_epoch,
             ..Options::default()
         })?;
         options.validate()?;
@@ -158,6 +225,24 @@ impl FileArgs {
     pub fn shard(&self) -> Shard {
         self.shard.unwrap_or(Shard::WHOLE)
     }
+}
+
+/// Opens the positional `inputs` as one corpus, or the `--source`s of `mixture` as a
+/// mixture (then no positional input may be given), as [`open`] does.
+pub fn open_inputs(inputs: &[String], mixture: &MixtureArgs, options: Options) -> CliResult<Batcher> {
+    let Some(sources) = mixture.sources()? else {
+        return open(inputs, options);
+    };
+    if !inputs.is_empty() {
+        return Err(CliError::Usage(format!("{:?}: give the files of a mixture with --source NAME=PATH, not as positional inputs", inputs[0])));
+    }
+    if matches!(options.index_cache, IndexCache::Path(_)) {
+        return Err(CliError::Usage("--index-path names the index of one file; a mixture has several".into()));
+    }
+    let paths: Vec<PathBuf> = sources.iter().flat_map(|s| s.paths.iter().cloned()).collect();
+    let options = Options { file_column: true, ..options };
+    let given = options.clone();
+    opened(&paths, options, |progress| Batcher::open_sources_with(&sources, given, progress, &crate::NeverCancel))
 }
 
 /// Expands `inputs` (paths, globs, `-`) and opens them as one corpus, drawing a progress
@@ -171,11 +256,17 @@ pub fn open(inputs: &[String], options: Options) -> CliResult<Batcher> {
     if explicit && paths.len() > 1 {
         return Err(CliError::Usage("--index-path names the index of one file; several were given".into()));
     }
+    opened(&paths, options.clone(), |progress| Batcher::open_with(&paths, options.clone(), progress, &crate::NeverCancel))
+}
+
+/// Runs `open` with a progress bar over the bytes of `paths` when stderr is a terminal,
+/// then prints the open's notices and the seed it picked.
+fn opened(paths: &[PathBuf], options: Options, open: impl FnOnce(&(dyn Fn(u64) + Sync)) -> crate::Result<Batcher>) -> CliResult<Batcher> {
     let total: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let bar = crate::cli::output::progress_bar(total, "indexing", true);
     let batcher = match &bar {
-        Some(bar) => Batcher::open_with(&paths, options.clone(), &|n| bar.inc(n), &crate::NeverCancel),
-        None => Batcher::open_many(&paths, options.clone()),
+        Some(bar) => open(&|n| bar.inc(n)),
+        None => open(&|_| {}),
     };
     if let Some(bar) = bar {
         bar.finish_and_clear();

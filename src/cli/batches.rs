@@ -7,7 +7,7 @@ use crate::state::State;
 use crate::{BatchStream, Served};
 use clap::ValueEnum;
 
-use crate::cli::args::{open, FileArgs};
+use crate::cli::args::{open_inputs, FileArgs};
 use crate::cli::error::{CliError, CliResult};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -19,9 +19,11 @@ pub enum Format {
 }
 
 #[derive(clap::Args)]
+#[command(override_usage = "mmap-batcher batches [OPTIONS] <INPUTS>...\n       mmap-batcher batches [OPTIONS] --source NAME=PATH...")]
 pub struct Args {
-    /// The line files (paths or globs; - for standard input), served as one corpus.
-    #[arg(required = true)]
+    /// The line files (paths or globs; - for standard input), served as one corpus (or
+    /// none, with --source).
+    #[arg(required_unless_present = "sources")]
     inputs: Vec<String>,
     #[command(flatten)]
     files: FileArgs,
@@ -75,7 +77,7 @@ pub fn run(a: Args) -> CliResult {
     }
     let options = a.files.options(false)?;
     let keep_terminator = options.keep_terminator;
-    let batcher = open(&a.inputs, options)?;
+    let batcher = open_inputs(&a.inputs, &a.files.mixture, options)?;
     if a.format == Format::Jsonl {
         batcher.validate_utf8().map_err(|e| CliError::NotText(format!("{e} (--format jsonl prints strings; use --format python)")))?;
     }

@@ -5,13 +5,15 @@ use std::path::PathBuf;
 
 use crate::LineLayout;
 
-use crate::cli::args::{open, FileArgs};
+use crate::cli::args::{open_inputs, FileArgs};
 use crate::cli::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
+#[command(override_usage = "mmap-batcher ipc [OPTIONS] <INPUTS>...\n       mmap-batcher ipc [OPTIONS] --source NAME=PATH...")]
 pub struct Args {
-    /// The line files (paths or globs; - for standard input), served as one corpus.
-    #[arg(required = true)]
+    /// The line files (paths or globs; - for standard input), served as one corpus (or
+    /// none, with --source).
+    #[arg(required_unless_present = "sources")]
     inputs: Vec<String>,
     #[command(flatten)]
     files: FileArgs,
@@ -30,7 +32,7 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let epochs = a.files.epochs;
     // A table view: every line, as `sql` (the last partial batches are in the stream).
-    let batcher = open(&a.inputs, a.files.options(true)?)?;
+    let batcher = open_inputs(&a.inputs, &a.files.mixture, a.files.options(true)?)?;
     let columns = batcher.default_columns();
     let shard = a.files.shard();
     let write = |out: &mut dyn std::io::Write| {

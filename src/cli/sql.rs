@@ -14,7 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use futures::StreamExt;
 
-use crate::cli::args::{open, FileArgs};
+use crate::cli::args::{open_inputs, FileArgs};
 use crate::cli::error::{CliError, CliResult};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -28,13 +28,13 @@ pub enum Format {
 }
 
 #[derive(clap::Args)]
-#[command(override_usage = "mmap-batcher sql [OPTIONS] <FILE>... <QUERY>")]
+#[command(override_usage = "mmap-batcher sql [OPTIONS] <FILE>... <QUERY>\n       mmap-batcher sql [OPTIONS] --source NAME=PATH... <QUERY>")]
 #[command(after_help = "Read-only: DDL (CREATE …), DML (INSERT, COPY … TO) and statements (SET …) are refused \
 unless --allow-write. Every line is served by default (the last partial batch of each epoch is kept).")]
 pub struct Args {
     /// The line files (paths or globs; - for standard input), then the query, e.g.
-    /// "SELECT count(*) FROM lines WHERE line LIKE '%abc%'".
-    #[arg(required = true, num_args = 2.., value_names = ["FILE", "QUERY"])]
+    /// "SELECT count(*) FROM lines WHERE line LIKE '%abc%'" (only the query with --source).
+    #[arg(required = true, num_args = 1.., value_names = ["FILE", "QUERY"])]
     args: Vec<String>,
     #[command(flatten)]
     files: FileArgs,
@@ -57,13 +57,16 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let (query, inputs) = a.args.split_last().ok_or_else(|| CliError::Usage("a file and a query are needed".into()))?;
+    if inputs.is_empty() && a.files.mixture.sources.is_empty() {
+        return Err(CliError::Usage("a file (or --source NAME=PATH) and a query are needed".into()));
+    }
     let epochs = a.files.epochs;
     if a.files.shard.is_some() || a.files.even_shards {
         return Err(CliError::Usage(
             "sql reads every batch of each epoch: --shard and --even-shards are for batches and ipc (filter on `batch` instead)".into(),
         ));
     }
-    let batcher = open(inputs, a.files.options(true)?)?;
+    let batcher = open_inputs(inputs, &a.files.mixture, a.files.options(true)?)?;
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(mib) = a.memory_limit_mib {
         runtime = runtime.with_memory_limit(mib << 20, 1.0);

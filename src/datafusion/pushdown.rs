@@ -1,5 +1,5 @@
 //! Which filters a scan answers exactly, and how they narrow it: comparisons of `epoch`,
-//! `batch` and `line_number` with integer literals, and `file = 'path'`. Decided per filter
+//! `batch` and `line_number` with integer literals, `file = 'path'` and `source = 'name'`. Decided per filter
 //! ([`filter_range`] is `Some` exactly for the filters the table reports as `Exact`); what
 //! they allow narrows the core's [`RowFilter`], which the Polars scan shares.
 
@@ -22,6 +22,8 @@ pub(crate) enum Allowed {
     LineNumbers(Range<u64>),
     /// Lines of the file with this path.
     File(String),
+    /// Lines of the source with this name.
+    Source(String),
 }
 
 impl Allowed {
@@ -32,6 +34,7 @@ impl Allowed {
             Allowed::Batches(r) => filter.batches(r),
             Allowed::LineNumbers(r) => filter.line_numbers(r),
             Allowed::File(path) => filter.files([path]),
+            Allowed::Source(name) => filter.sources([name]),
         }
     }
 }
@@ -83,7 +86,8 @@ fn range_column(expr: &Expr) -> Option<Column> {
 }
 
 fn file_equals(col: &Expr, op: Operator, lit: &Expr) -> Option<Allowed> {
-    if op != Operator::Eq || column_of(col) != Some(Column::File) {
+    let column = column_of(col).filter(|c| matches!(c, Column::File | Column::Source));
+    if op != Operator::Eq || column.is_none() {
         return None;
     }
     let literal = match lit {
@@ -102,7 +106,7 @@ fn file_equals(col: &Expr, op: Operator, lit: &Expr) -> Option<Allowed> {
         },
         _ => return None,
     };
-    Some(Allowed::File(s))
+    Some(if column == Some(Column::Source) { Allowed::Source(s) } else { Allowed::File(s) })
 }
 
 fn int_literal(expr: &Expr) -> Option<i128> {

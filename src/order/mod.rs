@@ -6,10 +6,12 @@
 mod block;
 #[allow(unsafe_code)]
 mod feistel;
+mod mixture;
 
 pub use block::{BlockLayout, BlockOrder};
 pub(crate) use feistel::mix64;
 pub use feistel::Permutation;
+pub use mixture::{MixSource, MixedOrder, Mixture};
 
 use crate::options::Shuffle;
 
@@ -33,6 +35,8 @@ pub enum EpochOrder {
     Global(Permutation),
     /// Blocks in a random order, lines shuffled within windows of blocks.
     Block(BlockOrder),
+    /// Several sources in fixed shares of every batch, each in its own order.
+    Mixed(MixedOrder),
 }
 
 impl EpochOrder {
@@ -63,6 +67,7 @@ impl EpochOrder {
             EpochOrder::Sequential { n } => *n,
             EpochOrder::Global(p) => p.len(),
             EpochOrder::Block(b) => b.len(),
+            EpochOrder::Mixed(m) => m.len(),
         }
     }
 
@@ -83,6 +88,7 @@ impl EpochOrder {
             }
             EpochOrder::Global(p) => p.get(position),
             EpochOrder::Block(b) => b.get(position),
+            EpochOrder::Mixed(m) => m.get(position),
         }
     }
 
@@ -96,6 +102,7 @@ impl EpochOrder {
             }
             EpochOrder::Global(p) => p.fill(positions, out),
             EpochOrder::Block(b) => b.fill(positions, out),
+            EpochOrder::Mixed(m) => m.fill(positions, out),
         }
     }
 }

@@ -1,0 +1,105 @@
+"""Mixtures of named sources: exact shares in every batch, passes, resume, errors."""
+
+from __future__ import annotations
+
+import collections
+import pickle
+from pathlib import Path
+
+import pytest
+
+import mmap_batcher as mmb
+
+
+def _write(d: Path, name: str, n: int) -> str:
+    p = d / f"{name}.txt"
+    p.write_text("".join(f"{name} {i}\n" for i in range(n)))
+    return str(p)
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> dict[str, str]:
+    return {"web": _write(tmp_path, "web", 700), "code": _write(tmp_path, "code", 250), "books": _write(tmp_path, "books", 40)}
+
+
+def _source_of(line: bytes) -> str:
+    return line.split(b" ")[0].decode()
+
+
+def test_every_batch_holds_each_sources_share(three: dict[str, str]) -> None:
+    weights = {"web": 0.7, "code": 0.2, "books": 0.1}
+    b = mmb.MmapBatcher(three, weights=weights, batch_size=64, seed=3, index_cache=False)
+    served = collections.Counter()
+    for batch in b:
+        counts = collections.Counter(_source_of(line) for line in batch)
+        for name, w in weights.items():
+            assert counts[name] in (int(w * 64), int(w * 64) + 1), (name, counts)
+        served.update(counts)
+    lines = sum(s["lines"] for s in b.sources)
+    per_epoch = {s["name"]: s["lines_per_epoch"] for s in b.sources}
+    assert sum(per_epoch.values()) == lines
+    assert per_epoch["books"] == round(0.1 * lines)
+    books = next(s for s in b.sources if s["name"] == "books")
+    assert books["passes_per_epoch"] > 2  # 99 of 40 lines: upsampled
+    # Leftovers dropped: within a batch of the exact shares.
+    for name, w in weights.items():
+        assert abs(served[name] - w * b.lines_per_epoch) <= 1.0 + 1e-9
+
+
+def test_the_source_column_names_each_lines_source(three: dict[str, str]) -> None:
+    import pyarrow as pa
+
+    b = mmb.MmapBatcher(three, batch_size=50, seed=1, index_cache=False)
+    table = pa.table(b.epoch(0))
+    assert "source" in table.column_names and "file" in table.column_names
+    names = table.column("source").to_pylist()
+    lines = table.column("line").to_pylist()
+    assert all(line.startswith(name + " ") for name, line in zip(names, lines))
+    assert len(table) == b.lines_per_epoch
+
+
+def test_resume_mid_epoch_is_exact_and_other_weights_are_refused(three: dict[str, str]) -> None:
+    kw = dict(weights={"web": 1, "code": 1, "books": 1}, batch_size=30, seed=9, index_cache=False)
+    b = mmb.MmapBatcher(three, **kw)
+    it = iter(b)
+    first = [next(it) for _ in range(5)]
+    state = b.state_dict()
+    rest = list(it)
+    again = mmb.MmapBatcher(three, **kw)
+    again.load_state_dict(state)
+    assert list(again) == rest
+    whole = list(mmb.MmapBatcher(three, **kw))
+    assert first + rest == whole
+    other = mmb.MmapBatcher(three, **{**kw, "weights": {"web": 2, "code": 1, "books": 1}})
+    with pytest.raises(mmb.StateMismatchError, match="sources"):
+        other.load_state_dict(state)
+    clone = pickle.loads(pickle.dumps(b))
+    assert [s["lines_per_epoch"] for s in clone.sources] == [s["lines_per_epoch"] for s in b.sources]
+
+
+def test_lines_per_epoch_subsamples_a_new_subset_each_epoch(three: dict[str, str]) -> None:
+    b = mmb.MmapBatcher({"web": three["web"]}, lines_per_epoch=350, batch_size=50, seed=2, index_cache=False)
+    e0 = {line for batch in b for line in batch}
+    e1 = {line for batch in b for line in batch}
+    assert len(e0) == len(e1) == 350 and not e0 & e1  # two halves of one pass
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        ({"web": 1, "code": 1}, "not for books"),
+        ({"web": 1, "code": 1, "books": 0}, "positive"),
+        ({"web": 1, "code": 1, "books": -2}, "positive"),
+        ({"web": 1, "code": 1, "books": 1, "nope": 1}, "not a source"),
+    ],
+)
+def test_bad_weights_are_clear_errors(three: dict[str, str], weights: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        mmb.MmapBatcher(three, weights=weights, index_cache=False)
+
+
+def test_an_empty_source_is_an_error(three: dict[str, str], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# only a comment\n")
+    with pytest.raises(ValueError, match='"empty" has no kept lines'):
+        mmb.MmapBatcher({**three, "empty": str(empty)}, index_cache=False)
