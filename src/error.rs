@@ -62,6 +62,14 @@ pub enum Error {
     )]
     InvalidUtf8 { path: PathBuf, line_number: u64, byte_offset: u64 },
 
+    /// A JSON Lines record that is not a JSON object, or lacks the string field asked
+    /// (`on_bad_record = Error`).
+    #[error(
+        "{path}:{line_number}: byte {byte_offset}: {reason} (leave such records out with on_bad_record=\"skip\" / \
+         --on-bad-record skip, or serve them as null with \"null\")"
+    )]
+    BadRecord { path: PathBuf, line_number: u64, byte_offset: u64, reason: String },
+
     /// The file differs from when it was indexed (size, modification or change time,
     /// inode): checked before every batch.
     #[error("{path}: the file changed since it was indexed ({what}); reopen it to re-index")]
@@ -126,6 +134,7 @@ impl Error {
             | Error::DuplicateInput { path, .. }
             | Error::LineTooLong { path, .. }
             | Error::InvalidUtf8 { path, .. }
+            | Error::BadRecord { path, .. }
             | Error::FileChanged { path, .. }
             | Error::CorruptIndex { path, .. }
             | Error::Compressed { path, .. }

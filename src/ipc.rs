@@ -31,7 +31,7 @@ pub struct IpcSummary {
 
 /// The schema of the stream: `columns`, with `line` laid out as `layout` says.
 pub fn ipc_schema(batcher: &Batcher, columns: &[Column], layout: LineLayout) -> SchemaRef {
-    layout_schema(schema(columns, batcher.options().line_type), layout)
+    layout_schema(schema(columns, batcher.options()), layout)
 }
 
 /// Writes epochs `0..epochs` of `batcher` to `out` as one Arrow IPC stream.

@@ -59,6 +59,7 @@ mod datafusion;
 mod error;
 mod index;
 mod ipc;
+mod json;
 mod options;
 mod order;
 mod plan;
@@ -72,12 +73,15 @@ pub mod synthetic;
 
 pub use crate::arrow::{coalesce, compact, large_schema, layout_schema, schema, to_large, with_layout, Column};
 #[cfg(feature = "datafusion")]
-pub use crate::datafusion::{LineBuffers, LinesExec, LinesTable};
-pub use batcher::{Batch, Batcher, Epoch, Located};
+pub use crate::datafusion::{register_json_functions, LineBuffers, LinesExec, LinesTable};
+pub use batcher::{Batch, Batcher, Epoch, Located, Value};
 pub use error::{Error, Result};
 pub use index::{IndexStatus, Utf8Verdict, MAX_LINE_LEN};
 pub use ipc::{ipc_schema, write_ipc_file, write_ipc_stream, IpcSummary};
-pub use options::{Choice, FilePolicy, IndexCache, IoPolicy, KeepRules, LineLayout, LineType, Options, Shuffle, ShuffleMode, SkipReason};
+pub use json::{FieldPath, Fields, Found, NotJson, Step};
+pub use options::{
+    Choice, FilePolicy, IndexCache, IoPolicy, KeepRules, LineLayout, LineType, Options, RecordPolicy, Shuffle, ShuffleMode, SkipReason,
+};
 pub use order::{BlockLayout, BlockOrder, EpochOrder, MixSource, MixedOrder, Mixture, Permutation};
 pub use plan::{Served, Shard, ShardPlan, Units};
 pub use select::{RowFilter, Selection};

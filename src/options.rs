@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::json::{FieldPath, Fields};
 
 /// How the `line` column of an Arrow batch is typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -86,6 +87,24 @@ pub enum FilePolicy {
 }
 
 choice!(FilePolicy, "a file policy (on_bad_file, on_duplicate_file)", [("error", FilePolicy::Error), ("skip", FilePolicy::Skip)]);
+
+/// What to do with a JSON Lines record that is not a JSON object or lacks its
+/// [`field`](Options::field) (or holds a value there that is not a string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum RecordPolicy {
+    /// Fail the batch, naming the file, the line number and the byte offset.
+    #[default]
+    Error,
+    /// Leave the record out of its batch: the batch is one row shorter, every other batch
+    /// stays what it is (random access and resume unchanged).
+    Skip,
+    /// Keep the row, its `line` null.
+    Null,
+}
+
+choice!(RecordPolicy, "on_bad_record", [("error", RecordPolicy::Error), ("skip", RecordPolicy::Skip), ("null", RecordPolicy::Null)]);
 
 /// Which order an epoch serves, without its parameters (what `--shuffle` and
 /// `shuffle="block"` name); [`Shuffle::of`] adds them.
@@ -273,6 +292,21 @@ pub struct Options {
     /// before any repeats). With named sources it is split by their weights.
     #[serde(default)]
     pub lines_per_epoch: Option<u64>,
+    /// JSON Lines: the `line` column holds this field of each record (a JSON object per
+    /// line) instead of the line: a dotted path (`meta.title`) or a JSON Pointer
+    /// (`/a.b/c`). A string without escapes is a view into the map; one with escapes is
+    /// decoded into a buffer of the batch. A record without the field, with a value there
+    /// that is not a string, or that is not JSON is a bad record ([`Options::on_bad_record`]).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// JSON Lines: one more `Utf8View` column per path, named as written: strings
+    /// decoded, other values as their JSON text, `null` where absent or JSON `null`.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// What a bad record of [`Options::field`] does: an error (the default), skipped, or
+    /// a null `line`.
+    #[serde(default)]
+    pub on_bad_record: RecordPolicy,
 }
 
 impl Default for Options {
@@ -297,6 +331,9 @@ impl Default for Options {
             file_column: false,
             threads: None,
             lines_per_epoch: None,
+            field: None,
+            fields: Vec::new(),
+            on_bad_record: RecordPolicy::Error,
         }
     }
 }
@@ -410,7 +447,30 @@ impl Options {
         if self.lines_per_epoch == Some(0) {
             return bad("lines_per_epoch must be at least 1".into());
         }
+        self.records()?;
         Ok(())
+    }
+
+    /// The JSON fields asked (`field` first, then `fields`), parsed; `None` when the lines
+    /// are served as they are.
+    pub fn records(&self) -> Result<Option<Fields>> {
+        if self.field.is_none() && self.fields.is_empty() {
+            if self.on_bad_record != RecordPolicy::Error {
+                return Err(Error::InvalidOption { message: "on_bad_record applies to field=; no field is asked".into() });
+            }
+            return Ok(None);
+        }
+        if self.line_type == LineType::Binary {
+            return Err(Error::InvalidOption { message: "field= and fields= read JSON, which is text: they do not go with binary lines".into() });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for name in &self.fields {
+            if !seen.insert(name.as_str()) {
+                return Err(Error::InvalidOption { message: format!("fields= names {name:?} twice") });
+            }
+        }
+        let paths = self.field.iter().chain(&self.fields).map(|p| FieldPath::parse(p)).collect::<Result<Vec<_>>>()?;
+        Fields::new(paths).map(Some)
     }
 
     /// The rules that decide which lines are kept.
@@ -452,5 +512,6 @@ mod tests {
         same_words::<IoPolicy>();
         same_words::<ShuffleMode>();
         same_words::<LineLayout>();
+        same_words::<RecordPolicy>();
     }
 }

@@ -60,21 +60,13 @@ impl RowFilter {
 
     /// Only lines of the files among `paths` (spelled as the `file` column shows them).
     pub fn files<S: Into<String>>(mut self, paths: impl IntoIterator<Item = S>) -> Self {
-        let paths: Vec<String> = paths.into_iter().map(Into::into).collect();
-        self.files = Some(match self.files {
-            Some(prev) => prev.into_iter().filter(|p| paths.contains(p)).collect(),
-            None => paths,
-        });
+        self.files = Some(narrowed(self.files, paths));
         self
     }
 
     /// Only lines of the named sources among `names`.
     pub fn sources<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
-        let names: Vec<String> = names.into_iter().map(Into::into).collect();
-        self.sources = Some(match self.sources {
-            Some(prev) => prev.into_iter().filter(|p| names.contains(p)).collect(),
-            None => names,
-        });
+        self.sources = Some(narrowed(self.sources, names));
         self
     }
 
@@ -124,6 +116,15 @@ impl RowFilter {
             }
         }
         Ok(ranges)
+    }
+}
+
+/// The names of `prev` (every name when `None`) that are also among `names`.
+fn narrowed<S: Into<String>>(prev: Option<Vec<String>>, names: impl IntoIterator<Item = S>) -> Vec<String> {
+    let names: Vec<String> = names.into_iter().map(Into::into).collect();
+    match prev {
+        Some(prev) => prev.into_iter().filter(|p| names.contains(p)).collect(),
+        None => names,
     }
 }
 

@@ -14,14 +14,16 @@ use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader};
 use crate::error::{option_error, PyResult};
 
 /// The columns named `names` (the batcher's defaults when `None`).
-pub fn columns(names: Option<Vec<String>>, defaults: Vec<Column>) -> PyResult<Vec<Column>> {
+pub fn columns(names: Option<Vec<String>>, batcher: &mmap_batcher::Batcher) -> PyResult<Vec<Column>> {
+    let defaults = batcher.default_columns();
+    let fields = &batcher.options().fields;
     match names {
         None => Ok(defaults),
         Some(names) => names
             .iter()
             .map(|n| {
-                Column::from_name(n).ok_or_else(|| {
-                    option_error(format!("unknown column {n:?}; columns are {:?}", defaults.iter().map(|c| c.name()).collect::<Vec<_>>()))
+                batcher.column(n).ok_or_else(|| {
+                    option_error(format!("unknown column {n:?}; columns are {:?}", defaults.iter().map(|c| c.name(fields)).collect::<Vec<_>>()))
                 })
             })
             .collect(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use mmap_batcher::state::State;
 use mmap_batcher::{
-    BatchStream, Batcher, Cancel, Column, FilePolicy, IoPolicy, LineLayout, Options, RowFilter, Served, Shard, Shuffle, Source, Units,
+    BatchStream, Batcher, Cancel, Column, FilePolicy, IoPolicy, LineLayout, Options, RecordPolicy, RowFilter, Served, Shard, Shuffle, Source, Units,
 };
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -91,6 +91,14 @@ struct ShardParts {
 ///     lines_per_epoch: lines each epoch serves (``None``: every kept line once); more
 ///         upsamples (another pass, in a fresh order), fewer subsamples (a different subset
 ///         each epoch); with sources, split by the weights.
+///     field: JSON Lines: serve this field of each record (a JSON object per line) instead
+///         of the line: a dotted path (``"meta.title"``) or a JSON Pointer (``"/a.b/c"``).
+///         Strings without escapes are views into the map (zero-copy), others decoded. A
+///         record that is not JSON, lacks the field or holds no string there is a bad record.
+///     fields: JSON Lines: more paths, each a ``Utf8View`` column of its own named as
+///         written (strings decoded, other values as their JSON text, ``None`` where absent).
+///     on_bad_record: ``"error"`` (``BadRecordError`` naming file, line and byte),
+///         ``"skip"`` (the record leaves its batch, which is one row shorter) or ``"null"``.
 ///     batch_size: lines per batch.
 ///     shuffle: ``True``/``"global"`` (a uniform shuffle), ``"block"`` (blocks of
 ///         ``shuffle_block`` bytes in random order, lines shuffled within windows of
@@ -208,10 +216,10 @@ impl MmapBatcher {
         shuffle_window=Arg::Missing, even_shards=false, index_cache=true, index_path=None, index_dir=None, io=Word(IoPolicy::Auto),
         output="bytes", max_open_files=Arg::Missing, threads=Arg::Missing, trust_files=false, header_lines=Arg::Missing,
         on_bad_file=Word(FilePolicy::Error), on_duplicate_file=Word(FilePolicy::Skip), weights=None,
-        lines_per_epoch=Arg::Missing, filename=None
+        lines_per_epoch=Arg::Missing, field=None, fields=None, on_bad_record=Word(RecordPolicy::Error), filename=None
     ))]
     #[pyo3(
-        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, index_dir=None, io='auto', output='bytes', max_open_files=None, threads=None, trust_files=False, header_lines=0, on_bad_file='error', on_duplicate_file='skip', weights=None, lines_per_epoch=None)"
+        text_signature = "(paths, batch_size=100, shuffle=True, ignore_leftovers=True, skip_blank_lines=True, comment_char='#', seed=None, *, keep_terminator=False, binary=False, worker_id=0, num_workers=1, rank=0, world_size=1, shuffle_block=16777216, shuffle_window=16, even_shards=False, index_cache=True, index_path=None, index_dir=None, io='auto', output='bytes', max_open_files=None, threads=None, trust_files=False, header_lines=0, on_bad_file='error', on_duplicate_file='skip', weights=None, lines_per_epoch=None, field=None, fields=None, on_bad_record='error')"
     )]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, forwarded once to `Args`
     fn new<'py>(
@@ -245,6 +253,9 @@ impl MmapBatcher {
         on_duplicate_file: Word<FilePolicy>,
         weights: Option<Bound<'py, PyAny>>,
         lines_per_epoch: Arg<'py>,
+        field: Option<String>,
+        fields: Option<Vec<String>>,
+        on_bad_record: Word<RecordPolicy>,
         filename: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let paths = deprecated(py, "filename", filename, "paths", paths)?
@@ -276,6 +287,9 @@ impl MmapBatcher {
             rank: rank.or(py, 0u64)?,
             world_size: world_size.or(py, 1u64)?,
             lines_per_epoch: lines_per_epoch.or(py, py.None())?,
+            field,
+            fields: fields.unwrap_or_default(),
+            on_bad_record: on_bad_record.0,
         };
         let options = args.options()?;
         // Checked here, used per iteration (a DataLoader worker may fill in its numbers).
@@ -563,7 +577,7 @@ impl MmapBatcher {
         let c = lock(&self.cursor).clone();
         let epoch = py.detach(|| core.epoch(c.epoch))?;
         let units = epoch.shard_plan(shard, c.base.clone()).units_after(c.epoch, c.done);
-        let stream = BatchStream::with_options(&core, units, self.output.stream_options(None));
+        let stream = BatchStream::with_options(&core, units, self.output.stream_options(&core, None));
         Ok(BatchIter::new(stream, self.output.clone(), Some(self.cursor.clone())))
     }
 
@@ -623,14 +637,15 @@ impl MmapBatcher {
 
     /// The column names of this corpus's batches.
     #[getter]
-    fn columns(&self) -> PyResult<Vec<&'static str>> {
-        Ok(self.core()?.default_columns().iter().map(|c| c.name()).collect())
+    fn columns(&self) -> PyResult<Vec<String>> {
+        let core = self.core()?;
+        Ok(core.default_columns().iter().map(|c| c.name(&core.options().fields).to_owned()).collect())
     }
 
     /// An empty batch with every column: the schema, for adapters.
     fn _empty_batch(&self) -> PyResult<ArrowBatch> {
         let core = self.core()?;
-        let schema = mmap_batcher::schema(&core.default_columns(), core.options().line_type);
+        let schema = mmap_batcher::schema(&core.default_columns(), core.options());
         Ok(ArrowBatch::new(arrow::array::RecordBatch::new_empty(schema), 0, 0))
     }
 
@@ -657,7 +672,7 @@ impl MmapBatcher {
         join_rows: usize,
     ) -> PyResult<BatchIter> {
         let core = self.core()?;
-        let cols = crate::arrow::columns(Some(columns), core.default_columns())?;
+        let cols = crate::arrow::columns(Some(columns), &core)?;
         let mut filter = RowFilter::default().epochs(epochs.0..epochs.1).batches(batches.0..batches.1);
         if let Some((lo, hi)) = line_numbers {
             filter = filter.line_numbers(lo..hi);
@@ -679,7 +694,7 @@ impl MmapBatcher {
         };
         let run = run.start..run.end.min(rect.len());
         let output = Output::Arrow { columns: cols, layout: layout.map_or(LineLayout::View, |w| w.0), compact: false };
-        let stream = BatchStream::with_options(&core, run.map(move |u| rect.get(u)), output.stream_options(selection.lines));
+        let stream = BatchStream::with_options(&core, run.map(move |u| rect.get(u)), output.stream_options(&core, selection.lines));
         Ok(BatchIter::joining(stream, output, join_rows))
     }
 

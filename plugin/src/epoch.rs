@@ -26,7 +26,7 @@ impl Epoch {
 
     fn stream(&self, output: &Output) -> BatchStream {
         let units = self.plan.clone().units_after(self.epoch.number(), self.done);
-        BatchStream::with_options(self.epoch.batcher(), units, output.stream_options(None))
+        BatchStream::with_options(self.epoch.batcher(), units, output.stream_options(self.epoch.batcher(), None))
     }
 }
 
@@ -136,7 +136,7 @@ impl Epoch {
         line_type: Option<Word<LineLayout>>,
     ) -> PyResult<BatchIter> {
         let layout = deprecated(py, "line_type", line_type, "layout", layout)?.map_or(LineLayout::View, |w| w.0);
-        let cols = crate::arrow::columns(columns, self.epoch.batcher().default_columns())?;
+        let cols = crate::arrow::columns(columns, self.epoch.batcher())?;
         let output = Output::Arrow { columns: cols, layout, compact };
         Ok(BatchIter::new(self.stream(&output), output, None))
     }
@@ -144,7 +144,7 @@ impl Epoch {
     /// Each batch as a ``polars.DataFrame`` (zero-copy import of the Arrow batch).
     #[pyo3(signature = (columns=None))]
     fn dataframes(&self, columns: Option<Vec<String>>) -> PyResult<BatchIter> {
-        let cols = crate::arrow::columns(columns, self.epoch.batcher().default_columns())?;
+        let cols = crate::arrow::columns(columns, self.epoch.batcher())?;
         let output = Output::Polars { columns: cols };
         Ok(BatchIter::new(self.stream(&output), output, None))
     }
@@ -152,7 +152,7 @@ impl Epoch {
     /// Batch ``b`` of the epoch (any shard's) as an ``ArrowBatch``.
     #[pyo3(signature = (b, columns=None, *, compact=false))]
     fn batch(&self, py: Python<'_>, b: u64, columns: Option<Vec<String>>, compact: bool) -> PyResult<ArrowBatch> {
-        let cols = crate::arrow::columns(columns, self.epoch.batcher().default_columns())?;
+        let cols = crate::arrow::columns(columns, self.epoch.batcher())?;
         let batch = self
             .epoch
             .batch(b)
@@ -168,8 +168,8 @@ impl Epoch {
     /// as an engine reads fastest; the ``batch`` column names each row's own batch.
     #[pyo3(signature = (requested_schema=None))]
     fn __arrow_c_stream__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyCapsule>>) -> PyResult<Bound<'py, PyAny>> {
-        let cols = columns(None, self.epoch.batcher().default_columns())?;
-        let schema = mmap_batcher::schema(&cols, self.epoch.batcher().options().line_type);
+        let cols = columns(None, self.epoch.batcher())?;
+        let schema = mmap_batcher::schema(&cols, self.epoch.batcher().options());
         let reader = Reader { stream: self.stream(&Output::Polars { columns: cols.clone() }), columns: cols, schema };
         stream_capsule(py, Box::new(reader), requested_schema)
     }

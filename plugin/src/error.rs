@@ -59,7 +59,7 @@ pub fn internal_json(what: &str) -> impl FnOnce(serde_json::Error) -> PyError + 
 }
 
 /// `(name, built-in base, doc)` of each exception class, the base class first.
-const CLASSES: [(&str, Base, &str); 15] = [
+const CLASSES: [(&str, Base, &str); 16] = [
     ("MmapBatcherError", Base::Exception, "Base class of every mmap-batcher error."),
     ("MissingFileError", Base::FileNotFound, "The file does not exist."),
     ("NoInputError", Base::FileNotFound, "A glob matched no file, or the list of inputs is empty."),
@@ -72,6 +72,7 @@ const CLASSES: [(&str, Base, &str); 15] = [
     ("DuplicateInputError", Base::Value, "The same file was given twice."),
     ("LineTooLongError", Base::Value, "A line is longer than one Arrow view buffer can address (2 GiB)."),
     ("InvalidUtf8Error", Base::Value, "A kept line is not valid UTF-8 (string/Arrow path only)."),
+    ("BadRecordError", Base::Value, "A JSON Lines record is not a JSON object or lacks its string field (field=, on_bad_record=\"error\")."),
     ("FileChangedError", Base::Runtime, "The file changed since it was indexed; reopen it."),
     ("CorruptIndexError", Base::OS, "A persisted line index disagrees with its file."),
     ("StateMismatchError", Base::Value, "A resume state does not match this batcher (another file, other options), or is malformed."),
@@ -154,6 +155,7 @@ fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
         Error::DuplicateInput { .. } => ("DuplicateInputError", None),
         Error::LineTooLong { .. } => ("LineTooLongError", None),
         Error::InvalidUtf8 { .. } => ("InvalidUtf8Error", None),
+        Error::BadRecord { .. } => ("BadRecordError", None),
         Error::FileChanged { .. } => ("FileChangedError", None),
         Error::CorruptIndex { .. } => ("CorruptIndexError", Some(errno::EIO)),
         Error::Compressed { .. } => ("CompressionError", None),
@@ -175,7 +177,7 @@ fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
                 value.setattr("line_number", line_number)?;
                 value.setattr("byte_offset", py.None())?;
             }
-            Error::InvalidUtf8 { line_number, byte_offset, .. } => {
+            Error::InvalidUtf8 { line_number, byte_offset, .. } | Error::BadRecord { line_number, byte_offset, .. } => {
                 value.setattr("line_number", line_number)?;
                 value.setattr("byte_offset", byte_offset)?;
             }

@@ -28,11 +28,11 @@ impl Output {
     /// How a stream for this output reads: Arrow outputs are assembled by the stream's
     /// builders, and read no line bytes without the `line` column; `list[bytes]` copies
     /// on the consumer's side, under the GIL.
-    pub fn stream_options(&self, allowed: Option<Arc<[std::ops::Range<u64>]>>) -> StreamOptions {
+    pub fn stream_options(&self, core: &mmap_batcher::Batcher, allowed: Option<Arc<[std::ops::Range<u64>]>>) -> StreamOptions {
         match self {
             Output::Bytes => StreamOptions { allowed, ..Default::default() },
             Output::Arrow { columns, .. } | Output::Polars { columns } => {
-                StreamOptions { allowed, read_lines: columns.contains(&Column::Line), columns: Some(columns.as_slice().into()), ..Default::default() }
+                StreamOptions { allowed, read_lines: core.reads_lines(columns), columns: Some(columns.as_slice().into()), ..Default::default() }
             }
         }
     }
@@ -139,8 +139,15 @@ impl BatchIter {
             // Only `bytes` are made there (not tracked by the garbage collector, so no
             // finalizer of anyone's can run under the guard); the list after.
             Output::Bytes => {
-                let lines: Vec<Bound<'py, PyBytes>> =
-                    ready.located.reading(|| Ok(ready.located.raw_lines().map(|l| PyBytes::new(py, l)).collect()))?;
+                let batcher = ready.batch.batcher();
+                let lines: Vec<Option<Bound<'py, PyBytes>>> = ready.located.reading(|| {
+                    let opts = batcher.options();
+                    Ok(if opts.field.is_none() && opts.fields.is_empty() {
+                        ready.located.raw_lines().map(|l| Some(PyBytes::new(py, l))).collect()
+                    } else {
+                        ready.located.values(batcher, true)?.into_iter().map(|(_, v)| v.map(|l| PyBytes::new(py, &l))).collect()
+                    })
+                })?;
                 PyList::new(py, lines)?.into_any()
             }
             Output::Arrow { columns, layout, compact } => {

@@ -41,7 +41,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrow::_arrow_batch_from_ipc, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("MAX_LINE_LEN", mmap_batcher::MAX_LINE_LEN)?;
-    m.add("COLUMNS", mmap_batcher::Column::ALL.iter().map(|c| c.name()).collect::<Vec<_>>())?;
+    m.add("COLUMNS", mmap_batcher::Column::ALL.iter().map(|c| c.name(&[])).collect::<Vec<_>>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use mmap_batcher::{Choice, FilePolicy, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle, ShuffleMode};
+use mmap_batcher::{Choice, FilePolicy, IndexCache, IoPolicy, LineType, Options, RecordPolicy, Shard, Shuffle, ShuffleMode};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString};
 use pyo3::BoundObject;
@@ -216,6 +216,9 @@ pub struct Args<'py> {
     pub rank: Bound<'py, PyAny>,
     pub world_size: Bound<'py, PyAny>,
     pub lines_per_epoch: Bound<'py, PyAny>,
+    pub field: Option<String>,
+    pub fields: Vec<String>,
+    pub on_bad_record: RecordPolicy,
 }
 
 impl Args<'_> {
@@ -249,6 +252,9 @@ impl Args<'_> {
             threads: optional_count("threads", &self.threads)?,
             trust_files: self.trust_files,
             lines_per_epoch: if self.lines_per_epoch.is_none() { None } else { Some(int_arg("lines_per_epoch", &self.lines_per_epoch)?) },
+            field: self.field.clone(),
+            fields: self.fields.clone(),
+            on_bad_record: self.on_bad_record,
         };
         options.validate()?;
         Ok(options)

@@ -14,6 +14,7 @@ __all__ = [
     "MAX_LINE_LEN",
     "AccessError",
     "ArrowBatch",
+    "BadRecordError",
     "CompressionError",
     "BatchIter",
     "CorruptIndexError",
@@ -86,6 +87,13 @@ class InvalidUtf8Error(MmapBatcherError, ValueError):
     path: str | None
     line_number: int
     byte_offset: int | None
+
+class BadRecordError(MmapBatcherError, ValueError):
+    """A JSON Lines record is not a JSON object or lacks its string field (field=, on_bad_record="error")."""
+
+    path: str | None
+    line_number: int
+    byte_offset: int
 
 class FileChangedError(MmapBatcherError, RuntimeError):
     """The file changed since it was indexed; reopen it."""

@@ -49,6 +49,10 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "source": (["--source", "a=d.txt"], []),
     "weight": (["--weight", "a=1"], []),
     "lines-per-epoch": (["--lines-per-epoch", "7"], []),
+    # The lines are not JSON: a field is a bad record, which null keeps (test_jsonl.py has JSON).
+    "field": (["--field", "text", "--on-bad-record", "null"], []),
+    "fields": (["--fields", "a,b", "--on-bad-record", "null"], []),
+    "on-bad-record": (["--fields", "a", "--on-bad-record", "null"], ["--fields", "a", "--on-bad-record", "skip"]),
     "epochs": (["--epochs", "2"], []),
     "seed": (["--seed", "2"], []),
     "shuffle": (["--shuffle", "none"], []),

@@ -64,5 +64,5 @@ def test_unknown_words_name_every_spelling(kw, message):
         quiet(**kw)
 
 
-def test_columns_lists_all_six():
-    assert mmap_batcher.COLUMNS == ["line", "line_number", "byte_offset", "epoch", "batch", "file"]
+def test_columns_lists_every_column_in_schema_order():
+    assert mmap_batcher.COLUMNS == ["line", "line_number", "byte_offset", "epoch", "batch", "file", "source"]

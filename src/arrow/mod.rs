@@ -11,8 +11,8 @@ use arrow::array::{Array, ArrayRef, BinaryViewArray, RecordBatch, RecordBatchOpt
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
-use crate::options::{LineLayout, LineType};
-pub(crate) use views::{line_array, FileView, Utf8Checked, Windows};
+use crate::options::{LineLayout, LineType, Options, RecordPolicy};
+pub(crate) use views::{line_array, substrings, FileView, Piece, Utf8Checked, Windows};
 
 use crate::index::LineSpan;
 
@@ -35,10 +35,13 @@ pub enum Column {
     /// The named source the line is of (dictionary-encoded name); in the default columns
     /// of batchers opened with sources only.
     Source,
+    /// JSON Lines: field `k` of [`Options::fields`], named as written there (`Utf8View`,
+    /// nullable); in the default columns whenever fields are asked.
+    Field(u16),
 }
 
 impl Column {
-    /// Every column, in schema order.
+    /// Every column of fixed name, in schema order (the field columns follow them).
     pub const ALL: [Column; 7] = [Column::Line, Column::LineNumber, Column::ByteOffset, Column::Epoch, Column::Batch, Column::File, Column::Source];
 
     /// The default columns of a corpus of `files` files without named sources: all but
@@ -47,9 +50,10 @@ impl Column {
         Self::ALL.into_iter().filter(|&c| c != Column::Source && (c != Column::File || files > 1)).collect()
     }
 
-    /// The column's name.
-    pub fn name(self) -> &'static str {
+    /// The column's name; a field column's is its path in `fields` ([`Options::fields`]).
+    pub fn name(self, fields: &[String]) -> &str {
         match self {
+            Column::Field(k) => fields.get(k as usize).map_or("", String::as_str),
             Column::Line => "line",
             Column::LineNumber => "line_number",
             Column::ByteOffset => "byte_offset",
@@ -60,19 +64,20 @@ impl Column {
         }
     }
 
-    /// The column named `name`.
-    pub fn from_name(name: &str) -> Option<Column> {
-        Self::ALL.into_iter().find(|c| c.name() == name)
+    /// The column named `name`, the paths of `fields` included.
+    pub fn from_name(name: &str, fields: &[String]) -> Option<Column> {
+        Self::ALL.into_iter().find(|c| c.name(&[]) == name).or_else(|| fields.iter().position(|f| f == name).map(|k| Column::Field(k as u16)))
     }
 
-    /// The column's Arrow field.
-    pub fn field(self, line_type: LineType) -> Field {
-        let data_type = match self {
-            Column::Line => line_type.data_type(),
-            Column::File | Column::Source => DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
-            _ => DataType::UInt64,
+    /// The column's Arrow field under `options`.
+    pub fn field(self, options: &Options) -> Field {
+        let (data_type, nullable) = match self {
+            Column::Line => (options.line_type.data_type(), options.field.is_some() && options.on_bad_record == RecordPolicy::Null),
+            Column::File | Column::Source => (DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)), false),
+            Column::Field(_) => (DataType::Utf8View, true),
+            _ => (DataType::UInt64, false),
         };
-        Field::new(self.name(), data_type, false)
+        Field::new(self.name(&options.fields), data_type, nullable)
     }
 }
 
@@ -86,9 +91,9 @@ impl LineType {
     }
 }
 
-/// The schema of batches carrying `columns`.
-pub fn schema(columns: &[Column], line_type: LineType) -> SchemaRef {
-    Arc::new(Schema::new(columns.iter().map(|c| c.field(line_type)).collect::<Vec<_>>()))
+/// The schema of batches carrying `columns` under `options`.
+pub fn schema(columns: &[Column], options: &Options) -> SchemaRef {
+    Arc::new(Schema::new(columns.iter().map(|c| c.field(options)).collect::<Vec<_>>()))
 }
 
 /// Copies the referenced line bytes of every view column into fresh, compact buffers.

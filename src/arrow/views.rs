@@ -286,3 +286,68 @@ pub(crate) fn concat_views<T: arrow::datatypes::ByteViewType>(parts: &[&dyn arro
     // their bytes. So each view describes the same bytes as before, in bounds.
     Some(Arc::new(unsafe { GenericByteViewArray::<T>::new_unchecked(views, buffers, None) }) as ArrayRef)
 }
+
+/// One row of a string column derived from a `line` column: no value, a substring of the
+/// row's line, or a string decoded into the batch's own buffer.
+#[derive(Debug, Clone)]
+pub(crate) enum Piece {
+    /// A null.
+    Null,
+    /// Bytes `range` of line `row`.
+    Sub { row: usize, range: std::ops::Range<usize> },
+    /// Bytes `range` of decoded buffer `buffer`.
+    Decoded { buffer: usize, range: std::ops::Range<usize> },
+}
+
+/// The string column whose rows are `pieces`: substrings of `lines` keep pointing into
+/// its buffers (views into the map, zero-copy); decoded strings point into `decoded`,
+/// which the column then owns. A substring that is not one of its line (out of bounds, or
+/// not at character boundaries) is an `Internal` error, never a view.
+pub(crate) fn substrings(lines: &StringViewArray, pieces: &[Piece], decoded: Vec<String>) -> Result<ArrayRef> {
+    use arrow::array::{Array, ByteView};
+    let first_decoded = lines.data_buffers().len();
+    let mut views = Vec::with_capacity(pieces.len());
+    let mut valid = arrow::array::BooleanBufferBuilder::new(pieces.len());
+    let outside = || Error::Internal { message: "a field outside its line".into() };
+    for piece in pieces {
+        let (sub, buffer, offset) = match piece {
+            Piece::Null => {
+                views.push(0u128);
+                valid.append(false);
+                continue;
+            }
+            Piece::Sub { row, range } => {
+                if *row >= lines.len() || lines.is_null(*row) {
+                    return Err(outside());
+                }
+                let line = lines.value(*row);
+                let sub = line.get(range.clone()).ok_or_else(outside)?;
+                let whole = ByteView::from(lines.views()[*row]);
+                (sub, whole.buffer_index, whole.offset as usize + range.start)
+            }
+            Piece::Decoded { buffer, range } => {
+                let sub = decoded.get(*buffer).and_then(|d| d.get(range.clone())).ok_or_else(outside)?;
+                (sub, (first_decoded + buffer) as u32, range.start)
+            }
+        };
+        valid.append(true);
+        views.push(if sub.len() <= 12 {
+            make_view(sub.as_bytes(), 0, 0)
+        } else {
+            view(sub.as_bytes(), buffer, u32::try_from(offset).map_err(|_| outside())?)
+        });
+    }
+    let mut buffers = lines.data_buffers().to_vec();
+    buffers.extend(decoded.into_iter().map(|d| Buffer::from_vec(d.into_bytes())));
+    let nulls = arrow::buffer::NullBuffer::from(valid.finish());
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    // SAFETY: every view over 12 bytes describes `sub`, a `&str` (so UTF-8) that is either
+    // a substring of line `row` of `lines` or a part of decoded string `buffer`. For a
+    // line's substring longer than 12 bytes the line is longer still, so its view names a
+    // data buffer and an offset where its bytes lie (the invariants of the valid array
+    // `lines`); `sub` lies `range.start` bytes further, inside the same buffer, which
+    // `buffers` keeps at the same index. A decoded string lies at `range.start` of the
+    // buffer made from its `String`, at index `first_decoded + buffer`; offsets are checked
+    // to fit `u32`. Null rows are zero views, which are valid.
+    Ok(Arc::new(unsafe { StringViewArray::new_unchecked(ScalarBuffer::from(views), buffers, nulls) }) as ArrayRef)
+}

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, DictionaryArray, RecordBatch, RecordBatchOptions, UInt32Array, UInt64Array};
+use arrow::array::{Array, ArrayRef, DictionaryArray, RecordBatch, RecordBatchOptions, StringViewArray, UInt32Array, UInt64Array};
 
 use crate::arrow::{line_array, schema, Column, FileView, Utf8Checked};
 use crate::error::{Error, Result};
 use crate::index::LineSpan;
-use crate::options::LineType;
+use crate::options::{LineType, RecordPolicy};
 
 use super::{Batcher, Located};
 
@@ -32,42 +32,72 @@ impl Located {
         Ok(())
     }
 
-    /// The batch as Arrow arrays: `columns` of batch `number` of `epoch`.
+    /// The `line` column as it is in the files: views into the maps (with the UTF-8
+    /// proof), or over the buffer the lines were read into.
+    fn line_column(&self, batcher: &Batcher) -> Result<ArrayRef> {
+        let opts = &batcher.inner.options;
+        if let Some((buffer, spans)) = self.owned.as_ref() {
+            self.check_unchanged()?;
+            if opts.line_type == LineType::Utf8 {
+                self.check_owned_utf8(buffer, spans, opts.keep_terminator)?;
+            }
+            return crate::arrow::owned_line_array(buffer, spans, opts.line_type, opts.keep_terminator)
+                .map_err(|source| Error::Arrow { context: batcher.path().display().to_string(), source });
+        }
+        if !self.gaps.is_empty() {
+            return Err(Error::Internal { message: "a batch assembled before its lines were cut at their newlines".into() });
+        }
+        let views: Vec<FileView<'_>> = self.files.iter().map(|f| FileView { source: &f.source, index: &f.index, windows: &f.windows }).collect();
+        // Checked unchanged before the first read of the map.
+        let utf8 = match opts.line_type {
+            LineType::Utf8 => Some(Utf8Checked::check(&views)?),
+            LineType::Binary => {
+                self.check_unchanged()?;
+                None
+            }
+        };
+        self.reading(|| {
+            self.touch(false);
+            line_array(&views, &self.slots, &self.spans, opts.line_type, opts.keep_terminator, utf8.as_ref())
+        })
+    }
+
+    /// The batch as Arrow arrays: `columns` of batch `number` of `epoch`. With JSON fields
+    /// asked, the records are walked whenever a bad record could change the batch (an
+    /// error, or a row skipped), whatever the columns: a `count(*)` counts what
+    /// `SELECT line` serves.
     pub(crate) fn record_batch(&self, batcher: &Batcher, epoch: u64, number: u64, columns: &[Column]) -> Result<RecordBatch> {
         let opts = &batcher.inner.options;
         let n = self.len();
+        let records = batcher.records();
+        let wants_json = columns.iter().any(|c| matches!(c, Column::Field(_)) || (*c == Column::Line && records.is_some_and(|r| r.line_field)));
+        let walk = records.filter(|r| wants_json || r.policy != RecordPolicy::Null);
+        let raw = if walk.is_some() || columns.contains(&Column::Line) { Some(self.line_column(batcher)?) } else { None };
+        let (json_line, mut json_fields, keep) = match (walk, &raw) {
+            (Some(r), Some(raw)) => {
+                let lines = raw
+                    .as_any()
+                    .downcast_ref::<StringViewArray>()
+                    .ok_or_else(|| Error::Internal { message: "JSON records without a string line column".into() })?;
+                self.reading(|| self.extract(batcher, r, lines))?
+            }
+            _ => (None, Vec::new(), None),
+        };
         let arrays = columns
             .iter()
             .map(|c| {
                 Ok(match c {
-                    Column::Line if self.owned.is_some() => {
-                        self.check_unchanged()?;
-                        let (buffer, spans) =
-                            self.owned.as_ref().ok_or_else(|| Error::Internal { message: "owned lines without a buffer".into() })?;
-                        if opts.line_type == LineType::Utf8 {
-                            self.check_owned_utf8(buffer, spans, opts.keep_terminator)?;
+                    Column::Line => match (&json_line, &raw) {
+                        (Some(line), _) => line.clone(),
+                        (None, Some(raw)) => raw.clone(),
+                        (None, None) => return Err(Error::Internal { message: "the line column was not built".into() }),
+                    },
+                    Column::Field(k) => {
+                        let k = *k as usize;
+                        match json_fields.get_mut(k) {
+                            Some(a) => a.clone(),
+                            None => return Err(Error::Internal { message: format!("field column {k} was not built") }),
                         }
-                        crate::arrow::owned_line_array(buffer, spans, opts.line_type, opts.keep_terminator)
-                            .map_err(|source| Error::Arrow { context: batcher.path().display().to_string(), source })?
-                    }
-                    Column::Line => {
-                        if !self.gaps.is_empty() {
-                            return Err(Error::Internal { message: "a batch assembled before its lines were cut at their newlines".into() });
-                        }
-                        let views: Vec<FileView<'_>> =
-                            self.files.iter().map(|f| FileView { source: &f.source, index: &f.index, windows: &f.windows }).collect();
-                        // Checked unchanged before the first read of the map.
-                        let utf8 = match opts.line_type {
-                            LineType::Utf8 => Some(Utf8Checked::check(&views)?),
-                            LineType::Binary => {
-                                self.check_unchanged()?;
-                                None
-                            }
-                        };
-                        self.reading(|| {
-                            self.touch(false);
-                            line_array(&views, &self.slots, &self.spans, opts.line_type, opts.keep_terminator, utf8.as_ref())
-                        })?
                     }
                     Column::LineNumber => Arc::new(UInt64Array::from_iter_values(self.line_numbers())) as ArrayRef,
                     Column::ByteOffset => Arc::new(UInt64Array::from_iter_values(self.byte_offsets())) as ArrayRef,
@@ -89,8 +119,12 @@ impl Located {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let arrow_error = |source| Error::Arrow { context: batcher.path().display().to_string(), source };
         let options = RecordBatchOptions::new().with_row_count(Some(n));
-        RecordBatch::try_new_with_options(schema(columns, opts.line_type), arrays, &options)
-            .map_err(|source| Error::Arrow { context: batcher.path().display().to_string(), source })
+        let batch = RecordBatch::try_new_with_options(schema(columns, opts), arrays, &options).map_err(arrow_error)?;
+        match keep {
+            Some(keep) => arrow::compute::filter_record_batch(&batch, &keep).map_err(arrow_error),
+            None => Ok(batch),
+        }
     }
 }

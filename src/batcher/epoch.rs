@@ -157,7 +157,7 @@ impl Batch {
 
     /// Only `columns`, in that order: a batch without [`Column::Line`] never reads the map.
     pub fn to_record_batch_with(&self, columns: &[Column]) -> Result<RecordBatch> {
-        let located = self.located(columns.contains(&Column::Line))?;
+        let located = self.located(self.batcher().reads_lines(columns))?;
         located.record_batch(&self.batcher, self.epoch, self.number, columns)
     }
 

@@ -5,10 +5,12 @@
 mod assemble;
 mod epoch;
 mod located;
+mod records;
 mod resume;
 
 pub use epoch::{Batch, Epoch};
 pub use located::Located;
+pub use records::Value;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -70,6 +72,8 @@ struct Inner {
     /// The `source` column's dictionary, and each file's key into it.
     source_names: Arc<StringArray>,
     source_of_file: Arc<[u32]>,
+    /// The JSON fields asked of each record (`field=`, `fields=`).
+    records: Option<Arc<records::Records>>,
 }
 
 /// The corpus's notices, and one when these options leave every epoch without a batch.
@@ -181,6 +185,14 @@ impl Batcher {
         let mixture = (!once_over).then(|| Arc::new(Mixture::new(mix_sources, options.batch_size as u64)));
         let source_names = Arc::new(StringArray::from_iter_values(infos.iter().map(|i| i.name.clone())));
         let notices = notices(&corpus, &options, mixture.as_deref());
+        let records = options
+            .records()?
+            .map(|fields| Arc::new(records::Records { fields, line_field: options.field.is_some(), policy: options.on_bad_record }));
+        if let Some(clash) = options.fields.iter().find(|f| Column::from_name(f, &[]).is_some()) {
+            return Err(Error::InvalidOption {
+                message: format!("fields= names {clash:?}, a column of its own; write it as a JSON Pointer (\"/{clash}\")"),
+            });
+        }
         let inner = Inner {
             corpus,
             options,
@@ -192,6 +204,7 @@ impl Batcher {
             mixture,
             source_names,
             source_of_file: source_of_file.into(),
+            records,
         };
         Ok(Batcher { inner: Arc::new(inner) })
     }
@@ -218,6 +231,7 @@ impl Batcher {
             mixture: i.mixture.clone(),
             source_names: i.source_names.clone(),
             source_of_file: i.source_of_file.clone(),
+            records: i.records.clone(),
         };
         Batcher { inner: Arc::new(inner) }
     }
@@ -397,13 +411,36 @@ impl Batcher {
     }
 
     /// The default columns: the five of a single file, `file` for several files (or a
-    /// glob or list), `source` for named sources.
+    /// glob or list), `source` for named sources, one per path of `fields=`.
     pub fn default_columns(&self) -> Vec<Column> {
         let mut columns = Column::defaults(if self.inner.options.file_column { usize::MAX } else { self.num_files() });
         if !self.inner.sources.is_empty() {
             columns.push(Column::Source);
         }
+        columns.extend((0..self.inner.options.fields.len()).map(|k| Column::Field(k as u16)));
         columns
+    }
+
+    /// True when a batch of `columns` reads its lines: the `line` column asked, a field
+    /// column, or JSON records whose bad ones change the batch (skipped, or an error).
+    pub fn reads_lines(&self, columns: &[Column]) -> bool {
+        columns.contains(&Column::Line)
+            || self.records().is_some_and(|r| r.policy != crate::options::RecordPolicy::Null || columns.iter().any(|c| matches!(c, Column::Field(_))))
+    }
+
+    /// True when every batch holds the lines the plan counts (no bad record can be skipped).
+    pub fn row_counts_exact(&self) -> bool {
+        self.records().is_none_or(|r| r.policy != crate::options::RecordPolicy::Skip)
+    }
+
+    /// The JSON asked of each record, if any.
+    pub(crate) fn records(&self) -> Option<&records::Records> {
+        self.inner.records.as_deref()
+    }
+
+    /// The column named `name` (a field column's name is its path in `fields=`).
+    pub fn column(&self, name: &str) -> Option<Column> {
+        Column::from_name(name, &self.inner.options.fields)
     }
 
     /// The address ranges of the files mapped now: every non-inline view points inside one.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{Batcher, FilePolicy, IndexCache, IoPolicy, LineType, Options, Shard, Shuffle, ShuffleMode};
+use crate::{Batcher, FilePolicy, IndexCache, IoPolicy, LineType, Options, RecordPolicy, Shard, Shuffle, ShuffleMode};
 
 use crate::cli::error::{notice, CliError, CliResult};
 
@@ -126,6 +126,24 @@ pub struct FileArgs {
     pub trust_files: bool,
     #[command(flatten)]
     pub mixture: MixtureArgs,
+    #[command(flatten)]
+    pub records: RecordArgs,
+}
+
+/// JSON Lines: fields of each record instead of the whole line.
+#[derive(clap::Args, Default)]
+pub struct RecordArgs {
+    /// Serve this field of each JSON record as the `line` (a dotted path like meta.title,
+    /// or a JSON Pointer like /a.b/c); a record without it is a bad record.
+    #[arg(long, value_name = "PATH")]
+    pub field: Option<String>,
+    /// More fields, each a column of its own named as written (comma-separated, or
+    /// repeat the flag): strings decoded, other values as JSON text, null where absent.
+    #[arg(long, value_name = "PATH,...", value_delimiter = ',')]
+    pub fields: Vec<String>,
+    /// What a bad record does (not a JSON object, or without its --field string).
+    #[arg(long, value_enum, default_value_t = RecordPolicy::Error)]
+    pub on_bad_record: RecordPolicy,
 }
 
 /// A mixture of named sources, instead of the positional files.
@@ -215,6 +233,9 @@ impl FileArgs {
             io: self.io,
             trust_files: self.trust_files,
             lines_per_epoch: self.mixture.lines_per_epoch,
+            field: self.records.field.clone(),
+            fields: self.records.fields.clone(),
+            on_bad_record: self.records.on_bad_record,
             ..Options::default()
         })?;
         options.validate()?;

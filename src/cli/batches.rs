@@ -76,7 +76,6 @@ pub fn run(a: Args) -> CliResult {
         return Err(CliError::Usage("--format jsonl prints lines as JSON strings; use --format python for arbitrary bytes".into()));
     }
     let options = a.files.options(false)?;
-    let keep_terminator = options.keep_terminator;
     let batcher = open_inputs(&a.inputs, &a.files.mixture, options)?;
     if a.format == Format::Jsonl {
         batcher.validate_utf8().map_err(|e| CliError::NotText(format!("{e} (--format jsonl prints strings; use --format python)")))?;
@@ -108,7 +107,7 @@ pub fn run(a: Args) -> CliResult {
             let ready = ready?;
             line.clear();
             // Read out of the map under the guard: a truncation meanwhile is an error.
-            ready.located.reading(|| Ok(format_batch(a.format, &ready, keep_terminator, &mut line)))??;
+            ready.located.reading(|| Ok(format_batch(a.format, &ready, &mut line)))??;
             writeln!(out, "{line}")?;
             done += 1;
             since_save += 1;
@@ -141,28 +140,32 @@ pub fn run(a: Args) -> CliResult {
 }
 
 /// One batch as a line of output, in `format`.
-fn format_batch(format: Format, ready: &crate::Ready, keep_terminator: bool, line: &mut String) -> CliResult<()> {
+fn format_batch(format: Format, ready: &crate::Ready, line: &mut String) -> CliResult<()> {
     match format {
         Format::Python => {
             line.push('[');
-            for (i, l) in ready.located.raw_lines().enumerate() {
+            for (i, (_, l)) in ready.located.values(ready.batch.batcher(), true)?.iter().enumerate() {
                 if i > 0 {
                     line.push_str(", ");
                 }
-                py_bytes_repr(l, line);
+                match l {
+                    Some(l) => py_bytes_repr(l, line),
+                    None => line.push_str("None"),
+                }
             }
             line.push(']');
         }
         Format::Jsonl => {
-            let lines = ready
-                .located
-                .lines(keep_terminator)
-                .map(|l| std::str::from_utf8(l).map_err(|e| CliError::NotText(format!("a line is not UTF-8: {e}"))))
-                .collect::<CliResult<Vec<&str>>>()?;
+            let values = ready.located.values(ready.batch.batcher(), false)?;
+            let lines = values
+                .iter()
+                .map(|(_, l)| l.as_deref().map(std::str::from_utf8).transpose().map_err(|e| CliError::NotText(format!("a line is not UTF-8: {e}"))))
+                .collect::<CliResult<Vec<Option<&str>>>>()?;
+            let numbers: Vec<u64> = ready.located.line_numbers().collect();
             let obj = serde_json::json!({
                 "epoch": ready.batch.epoch(),
                 "batch": ready.batch.number(),
-                "line_numbers": ready.located.line_numbers().collect::<Vec<u64>>(),
+                "line_numbers": values.iter().map(|(row, _)| numbers[*row]).collect::<Vec<u64>>(),
                 "lines": lines,
             });
             line.push_str(&obj.to_string());

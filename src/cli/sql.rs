@@ -71,7 +71,8 @@ pub fn run(a: Args) -> CliResult {
     if let Some(mib) = a.memory_limit_mib {
         runtime = runtime.with_memory_limit(mib << 20, 1.0);
     }
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime.build_arc()?);
+    let mut ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime.build_arc()?);
+    crate::register_json_functions(&mut ctx)?;
     ctx.register_table("lines", Arc::new(LinesTable::new(batcher, epochs)?))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());

@@ -92,7 +92,7 @@ impl LinesExec {
     pub(crate) fn new(req: ScanRequest) -> Result<Self> {
         let b = &req.batcher;
         let Selection { units, lines: allowed } = req.filter.select(b, req.epochs)?;
-        let schema = schema(&req.columns, b.options().line_type);
+        let schema = schema(&req.columns, b.options());
         let splits = units.split(req.partitions);
         let properties = Arc::new(Self::properties_for(&schema, &req.columns, splits.len()));
         let plan = Arc::new(ScanPlan { batcher: req.batcher, units, allowed, columns: req.columns, compact: req.compact });
@@ -106,7 +106,7 @@ impl LinesExec {
             (Some(e), Some(b)) => {
                 let sort =
                     |name: &str, i: usize| PhysicalSortExpr::new_default(Arc::new(datafusion::physical_expr::expressions::Column::new(name, i)));
-                EquivalenceProperties::new_with_orderings(schema.clone(), [[sort(Column::Epoch.name(), e), sort(Column::Batch.name(), b)]])
+                EquivalenceProperties::new_with_orderings(schema.clone(), [[sort(Column::Epoch.name(&[]), e), sort(Column::Batch.name(&[]), b)]])
             }
             _ => EquivalenceProperties::new(schema.clone()),
         };
@@ -124,7 +124,7 @@ impl DisplayAs for LinesExec {
             p.units.epochs,
             p.units.batches,
             p.allowed.as_ref().map_or_else(|| "none".to_string(), |r| format!("{} ranges", r.len())),
-            p.columns.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            p.columns.iter().map(|c| c.name(&p.batcher.options().fields)).collect::<Vec<_>>(),
             self.limit,
             p.compact
         )
@@ -174,7 +174,7 @@ impl ExecutionPlan for LinesExec {
             None => 0..self.splits.last().map_or(0, |r| r.end),
         };
         let rows = self.plan.rows_in_units(units);
-        let exact = self.plan.allowed.is_none() && self.limit.is_none();
+        let exact = self.plan.allowed.is_none() && self.limit.is_none() && self.plan.batcher.row_counts_exact();
         let rows = usize::try_from(rows).unwrap_or(usize::MAX);
         let rows = if exact { Precision::Exact(rows) } else { Precision::Inexact(rows) };
         Ok(Arc::new(Statistics::new_unknown(&self.schema).with_num_rows(rows)))
@@ -188,7 +188,7 @@ impl ExecutionPlan for LinesExec {
         };
         let split = self.splits.get(partition).cloned().unwrap_or(0..0);
         let units = self.plan.units.clone();
-        let reads_lines = self.plan.columns.contains(&Column::Line);
+        let reads_lines = self.plan.batcher.reads_lines(&self.plan.columns);
         // The partitions run on every core already: one builder each, which assembles.
         let options = StreamOptions {
             allowed: self.plan.allowed.clone(),
@@ -224,8 +224,8 @@ impl PartitionScan {
             if ready.located.is_empty() {
                 continue;
             }
-            let rows = ready.located.len().min(self.rows_left);
             let rb = ready.to_record_batch(&self.plan.columns)?;
+            let rows = rb.num_rows().min(self.rows_left);
             let rb = if rows < rb.num_rows() { rb.slice(0, rows) } else { rb };
             self.rows_left -= rows;
             if self.plan.columns.contains(&Column::Line) {

@@ -73,7 +73,7 @@ fn allowed(col: Column, r: Range<u64>) -> Allowed {
 
 fn column_of(expr: &Expr) -> Option<Column> {
     match expr {
-        Expr::Column(c) => Column::from_name(c.name.as_str()),
+        Expr::Column(c) => Column::from_name(c.name.as_str(), &[]),
         // Casting an unsigned column to a wider or signed integer keeps its order; casting
         // the file dictionary to a string keeps its values.
         Expr::Cast(c) if c.field.data_type().is_integer() || c.field.data_type().is_string() => column_of(&c.expr),

@@ -94,7 +94,7 @@ impl LinesTable {
             });
         }
         let columns = batcher.default_columns();
-        let schema = schema(&columns, batcher.options().line_type);
+        let schema = schema(&columns, batcher.options());
         Ok(LinesTable { batcher, epochs, buffers: LineBuffers::Auto, columns, schema })
     }
 
@@ -128,7 +128,7 @@ impl LinesTable {
             Some(p) => p.iter().filter_map(|&i| self.columns.get(i).copied()).collect(),
             None => self.columns.clone(),
         };
-        if columns.contains(&Column::Line) && self.batcher.options().line_type == LineType::Utf8 {
+        if self.batcher.reads_lines(&columns) && self.batcher.options().line_type == LineType::Utf8 {
             // Fail at planning time with the file's own message rather than mid-stream.
             self.batcher.validate_utf8()?;
         }

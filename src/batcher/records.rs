@@ -1,0 +1,178 @@
+//! JSON Lines records of a batch: `field` as the `line` column (or the `list[bytes]`
+//! value), the `fields` columns, and what a bad record does.
+//!
+//! A bad record is skipped, nulled or an error *within its batch*: batch `k` of an epoch
+//! holds the same lines however it is reached (random access, a resumed run, another
+//! number of workers), and a skipped record only makes its own batch one row shorter.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, StringViewArray};
+
+use crate::arrow::Piece;
+use crate::error::{Error, Result};
+use crate::json::{Fields, Found, NotJson};
+use crate::options::RecordPolicy;
+
+use super::{Batcher, Located};
+
+/// The JSON asked of a batcher's records.
+#[derive(Debug)]
+pub(crate) struct Records {
+    pub fields: Fields,
+    /// Field 0 is `field` (the `line` column); the rest are `fields`.
+    pub line_field: bool,
+    pub policy: RecordPolicy,
+}
+
+/// A row of [`Located::values`]: its row in the batch, and its bytes (`None`: a null).
+pub type Value<'a> = (usize, Option<Cow<'a, [u8]>>);
+
+/// What is wrong with one record.
+enum Bad {
+    NotJson(NotJson),
+    Field(&'static str),
+}
+
+/// The `line` column of `field` (if asked), the `fields` columns, and the rows to keep.
+pub(crate) type Extracted = (Option<ArrayRef>, Vec<ArrayRef>, Option<BooleanArray>);
+
+/// The decoded strings of a batch, in buffers of at most `i32::MAX` bytes (what a view's
+/// offset and the C data interface address).
+#[derive(Default)]
+struct Decoded {
+    buffers: Vec<String>,
+}
+
+impl Decoded {
+    fn push(&mut self, raw: &[u8]) -> (usize, Range<usize>) {
+        if self.buffers.last().is_none_or(|b| b.len() + raw.len() > i32::MAX as usize) {
+            self.buffers.push(String::new());
+        }
+        let last = self.buffers.len() - 1;
+        let b = &mut self.buffers[last];
+        let start = b.len();
+        crate::json::unescape(raw, b);
+        (last, start..b.len())
+    }
+}
+
+/// The `line` column's value of a record whose field is `found`.
+fn line_value(found: &Found) -> std::result::Result<(), Bad> {
+    match found {
+        Found::Str { .. } => Ok(()),
+        Found::Missing => Err(Bad::Field("the record has no such field")),
+        Found::Null => Err(Bad::Field("the field is null")),
+        Found::Other(_) => Err(Bad::Field("the field is not a string")),
+    }
+}
+
+impl Records {
+    /// Walks `line`; the first error is the record's, if any.
+    fn walk(&self, line: &[u8], found: &mut [Found]) -> std::result::Result<(), Bad> {
+        self.fields.find(line, found).map_err(Bad::NotJson)?;
+        if self.line_field {
+            line_value(&found[0])?;
+        }
+        Ok(())
+    }
+}
+
+impl Located {
+    /// The error naming line `i` as a bad record.
+    fn bad_record(&self, batcher: &Batcher, i: usize, bad: Bad) -> Error {
+        let field = batcher.options().field.clone().unwrap_or_default();
+        let (at, reason) = match bad {
+            Bad::NotJson(e) => (e.at as u64, format!("not a JSON object: {}", e.reason)),
+            Bad::Field(why) => (0, format!("field {field:?}: {why}")),
+        };
+        Error::BadRecord {
+            path: self.file(i).source.path().to_path_buf(),
+            line_number: self.line_numbers().nth(i).unwrap_or(0),
+            byte_offset: self.byte_offsets().nth(i).unwrap_or(0) + at,
+            reason,
+        }
+    }
+
+    /// The `line` column (when `field` is asked) and the `fields` columns of the records
+    /// whose lines are `lines` (this batch's `line` column), and which rows to keep when
+    /// bad records are skipped.
+    pub(crate) fn extract(&self, batcher: &Batcher, records: &Records, lines: &StringViewArray) -> Result<Extracted> {
+        let n = lines.len();
+        let k = records.fields.len();
+        let mut found = vec![Found::Missing; k];
+        let mut pieces: Vec<Vec<Piece>> = (0..k).map(|_| Vec::with_capacity(n)).collect();
+        let mut decoded: Vec<Decoded> = (0..k).map(|_| Decoded::default()).collect();
+        let mut keep: Option<Vec<bool>> = None;
+        for row in 0..n {
+            let line = lines.value(row).as_bytes();
+            let bad = records.walk(line, &mut found).err();
+            if let Some(bad) = bad {
+                match records.policy {
+                    RecordPolicy::Error => return Err(self.bad_record(batcher, row, bad)),
+                    RecordPolicy::Skip => keep.get_or_insert_with(|| vec![true; n])[row] = false,
+                    RecordPolicy::Null => {}
+                }
+                if let Bad::NotJson(_) = bad {
+                    found.iter_mut().for_each(|f| *f = Found::Missing);
+                }
+                if records.line_field {
+                    // A skipped row leaves with the filter; until then its `line` is empty,
+                    // not null (the column is not nullable).
+                    found[0] = if records.policy == RecordPolicy::Skip { Found::Str { raw: 0..0, escaped: false } } else { Found::Missing };
+                }
+            }
+            for ((f, p), d) in found.iter().zip(&mut pieces).zip(&mut decoded) {
+                p.push(match f {
+                    Found::Missing | Found::Null => Piece::Null,
+                    Found::Str { raw, escaped: false } | Found::Other(raw) => Piece::Sub { row, range: raw.clone() },
+                    Found::Str { raw, escaped: true } => {
+                        let (buffer, range) = d.push(&line[raw.clone()]);
+                        Piece::Decoded { buffer, range }
+                    }
+                });
+            }
+        }
+        let mut columns = pieces.iter().zip(decoded).map(|(p, d)| crate::arrow::substrings(lines, p, d.buffers)).collect::<Result<Vec<_>>>()?;
+        let line = records.line_field.then(|| columns.remove(0));
+        Ok((line, columns, keep.map(BooleanArray::from)))
+    }
+
+    /// The `list[bytes]` values: each record's `field` (decoded when it holds escapes), or
+    /// its line (`raw`: as in the file, else as the `line` column serves it) when only
+    /// `fields` are asked; `None` for a bad record under `null`, bad records left out under
+    /// `skip`. Each value comes with its row in the batch.
+    pub fn values(&self, batcher: &Batcher, raw: bool) -> Result<Vec<Value<'_>>> {
+        let keep_terminator = batcher.options().keep_terminator;
+        let lines: Box<dyn Iterator<Item = &[u8]>> = if raw { Box::new(self.raw_lines()) } else { Box::new(self.lines(keep_terminator)) };
+        let Some(records) = batcher.records() else {
+            return Ok(lines.map(|l| Some(Cow::Borrowed(l))).enumerate().collect());
+        };
+        let mut found = vec![Found::Missing; records.fields.len()];
+        let mut out = Vec::with_capacity(self.len());
+        for (row, line) in lines.enumerate() {
+            // A terminator is white space to the walk.
+            match records.walk(line, &mut found) {
+                Ok(()) => out.push((
+                    row,
+                    Some(match &found[0] {
+                        Found::Str { raw, escaped: false } if records.line_field => Cow::Borrowed(&line[raw.clone()]),
+                        Found::Str { raw, escaped: true } if records.line_field => {
+                            let mut s = String::new();
+                            crate::json::unescape(&line[raw.clone()], &mut s);
+                            Cow::Owned(s.into_bytes())
+                        }
+                        _ => Cow::Borrowed(line),
+                    }),
+                )),
+                Err(bad) => match records.policy {
+                    RecordPolicy::Error => return Err(self.bad_record(batcher, row, bad)),
+                    RecordPolicy::Skip => {}
+                    RecordPolicy::Null => out.push((row, (!records.line_field).then_some(Cow::Borrowed(line)))),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
