@@ -14,9 +14,11 @@ record:
 
 Also the share of records whose `text` is served zero-copy (no escape in it).
 
-Run (release extension): `cd python && maturin develop --release && cd .. &&
-.venv/bin/python benches/jsonl.py` (`MMB_JSONL_MB=400` sets the corpus size; it is
-written to `bench-data/` once and kept).
+Run (release extension, and `orjson`: `.venv/bin/python -m pip install orjson`):
+`cd python && maturin develop --release && cd .. && OPENBLAS_NUM_THREADS=1
+.venv/bin/python benches/jsonl.py` (`MMB_JSONL_MB=400` sets the corpus size,
+`MMB_JSONL_MAX=20000` the largest record; the corpus is written to `bench-data/` once and
+kept).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ import mmap_batcher as mmb
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = int(os.environ.get("MMB_JSONL_MB", "400"))
-PATH = ROOT / "bench-data" / f"docs-{MB}mb.jsonl"
+LARGEST = int(os.environ.get("MMB_JSONL_MAX", "20000"))
+PATH = ROOT / "bench-data" / f"docs-{MB}mb-{LARGEST}.jsonl"
 
 WORDS = "the of and a to in is that it for on was with as by at from this be are or an were which".split()
 RARE = ["café", "naïve", "Ærø", "Straße", "東京", "данные", "😀", 'say "hi"', "C:\\path", "tab\tstop"]
@@ -67,7 +70,7 @@ def generate() -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         i = 0
         while written < MB << 20:
-            size = int(math.exp(rng.uniform(math.log(200), math.log(20_000))))
+            size = int(math.exp(rng.uniform(math.log(200), math.log(LARGEST))))
             rec = {
                 "id": i,
                 "text": text_of(rng, size),
@@ -102,21 +105,16 @@ def main() -> None:
     cores = os.cpu_count()
     print(f"corpus {PATH} ({size / 1e6:.0f} MB, {lines} records), {cores} cores; best of 3, page cache warm")
 
-    def loads() -> int:
-        n = 0
-        with open(PATH, "rb") as f:
-            for line in f:
-                json.loads(line)["text"]
-                n += 1
-        return n
+    def per_line(parse):
+        def run() -> int:
+            n = 0
+            with open(PATH, "rb") as f:
+                for line in f:
+                    parse(line)["text"]
+                    n += 1
+            return n
 
-    def orjson_loads() -> int:
-        n = 0
-        with open(PATH, "rb") as f:
-            for line in f:
-                orjson.loads(line)["text"]
-                n += 1
-        return n
+        return run
 
     def ours(threads: int | None, shuffle: bool, arrow: bool = True):
         b = mmb.MmapBatcher(str(PATH), field="text", batch_size=8192, shuffle=shuffle, seed=1, ignore_leftovers=False, threads=threads)
@@ -131,8 +129,8 @@ def main() -> None:
 
         return run
 
-    base = timed("python json.loads per line", loads, size, lines)
-    timed("orjson.loads per line", orjson_loads, size, lines, base)
+    base = timed("python json.loads per line", per_line(json.loads), size, lines)
+    timed("orjson.loads per line", per_line(orjson.loads), size, lines, base)
     timed("polars scan_ndjson().select('text')", lambda: pl.scan_ndjson(PATH).select("text").collect().height, size, lines, base)
     con = duckdb.connect()
     timed(

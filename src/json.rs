@@ -271,15 +271,26 @@ impl Walk<'_> {
             let matching = bits(live).filter(|&k| paths[k].steps.get(depth) == Some(&Step::Index(i))).fold(0, |m, k| m | 1 << k);
             self.element(paths, matching, depth, found)?;
             i += 1;
-            self.space();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.fail("an array without `,` or `]`")),
+            if self.closed(b']', "an array without `,` or `]`")? {
+                return Ok(());
             }
+        }
+    }
+
+    /// After an element: `true` at the closing `close` (crossed), `false` at a `,`
+    /// (crossed), an error otherwise.
+    fn closed(&mut self, close: u8, reason: &'static str) -> std::result::Result<bool, NotJson> {
+        self.space();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.fail(reason)),
         }
     }
 
@@ -304,14 +315,8 @@ impl Walk<'_> {
             let matching = if live == 0 { 0 } else { self.matching(paths, live, depth, key, escaped) };
             self.expect(b':', "an object key without `:`")?;
             self.element(paths, matching, depth, found)?;
-            self.space();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.fail("an object without `,` or `}`")),
+            if self.closed(b'}', "an object without `,` or `}`")? {
+                return Ok(());
             }
         }
     }

@@ -40,7 +40,7 @@
 //! | --- | --- |
 //! | `source::map` | mapping files read-only; lending windows of a map to Arrow; `MADV_DONTNEED` on a read-only file map |
 //! | `source::truncation` | the `SIGBUS` handler that turns a truncation under a guarded read of a map into zeros and an error (`sigaction`, `mmap(MAP_FIXED)` of one page) |
-//! | `arrow::views` | building `Utf8View`/`BinaryView` arrays without Arrow's validation (the UTF-8 proof token) |
+//! | `arrow::views` | building `Utf8View`/`BinaryView` arrays without Arrow's validation (the UTF-8 proof token; JSON fields as substrings of lines) |
 //! | `index::scan` | calling the AVX2 newline scan, once the CPU check is made |
 //! | `order::feistel` | calling the AVX-512 Feistel rounds, once the CPU check is made |
 #![deny(unsafe_code)]
@@ -73,7 +73,7 @@ pub mod synthetic;
 
 pub use crate::arrow::{coalesce, compact, large_schema, layout_schema, schema, to_large, with_layout, Column};
 #[cfg(feature = "datafusion")]
-pub use crate::datafusion::{register_json_functions, LineBuffers, LinesExec, LinesTable};
+pub use crate::datafusion::{json_functions, register_json_functions, LineBuffers, LinesExec, LinesTable};
 pub use batcher::{Batch, Batcher, Epoch, Located, Value};
 pub use error::{Error, Result};
 pub use index::{IndexStatus, Utf8Verdict, MAX_LINE_LEN};

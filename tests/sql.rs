@@ -236,3 +236,89 @@ fn ipc_stream_round_trips_compactly() {
         }
     }
 }
+
+/// True when the plan filters rows above the scan (the scan did not answer the filter).
+fn filters_above_scan(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.name() == "FilterExec" || plan.children().into_iter().any(filters_above_scan)
+}
+
+#[tokio::test]
+async fn source_and_file_lists_are_answered_by_the_scan() {
+    let files: Vec<_> = [(b'a', 40), (b'b', 30), (b'c', 20)]
+        .iter()
+        .map(|&(c, n)| file_with(&(0..n).flat_map(|i| format!("{} line {i}\n", c as char).into_bytes()).collect::<Vec<u8>>()))
+        .collect();
+    let sources: Vec<mmap_batcher::Source> = ["a", "b", "c"]
+        .iter()
+        .zip(&files)
+        .map(|(name, f)| mmap_batcher::Source { name: name.to_string(), paths: vec![f.path().to_path_buf()], weight: None })
+        .collect();
+    let options = Options { batch_size: 9, ignore_leftovers: false, seed: Some(4), index_cache: IndexCache::Off, ..Default::default() };
+    let b = Batcher::open_sources(&sources, options).unwrap();
+    let ctx = session(&b, 2, 2);
+    let (out, plan) = run(&ctx, "SELECT count(line) FROM lines WHERE source IN ('a', 'c')").await;
+    assert_eq!(single_i64(&out), 2 * 60);
+    assert!(!filters_above_scan(&plan));
+    assert_eq!(scan_metric(&plan, "lines_materialized"), Some(2 * 60));
+    let paths = format!("'{}', '{}'", files[1].path().display(), files[2].path().display());
+    let (out, plan) = run(&ctx, &format!("SELECT count(line) FROM lines WHERE file IN ({paths}) AND epoch = 1")).await;
+    assert_eq!(single_i64(&out), 50);
+    assert!(!filters_above_scan(&plan));
+    // A list with a non-literal is left to DataFusion, and still right.
+    let (out, plan) = run(&ctx, "SELECT count(*) FROM lines WHERE source IN ('a', substr(line, 1, 1))").await;
+    assert_eq!(single_i64(&out), 2 * 90);
+    assert!(filters_above_scan(&plan));
+}
+
+#[tokio::test]
+async fn json_functions_and_skipped_records_in_sql() {
+    let mut text = Vec::new();
+    for i in 0..500u64 {
+        if i % 50 == 7 {
+            text.extend_from_slice(b"{\"cut\": \n");
+        } else {
+            let lang = ["en", "fr"][(i % 2) as usize];
+            text.extend_from_slice(
+                format!("{{\"id\": {i}, \"text\": \"doc {i}\", \"meta\": {{\"lang\": \"{lang}\", \"tags\": [\"t{}\"]}}}}\n", i % 3).as_bytes(),
+            );
+        }
+    }
+    let f = file_with(&text);
+    let options = Options {
+        batch_size: 64,
+        ignore_leftovers: false,
+        seed: Some(1),
+        index_cache: IndexCache::Off,
+        field: Some("text".into()),
+        fields: vec!["meta.lang".into()],
+        on_bad_record: mmap_batcher::RecordPolicy::Skip,
+        ..Default::default()
+    };
+    let b = Batcher::open(f.path(), options).unwrap();
+    let mut ctx = session(&b, 1, 2);
+    mmap_batcher::register_json_functions(&mut ctx).unwrap();
+    // count(*) reads the records: a skipped one is not counted, and no exact statistic says otherwise.
+    let (out, _) = run(&ctx, "SELECT count(*) FROM lines").await;
+    assert_eq!(single_i64(&out), 490);
+    let (out, _) = run(&ctx, "SELECT count(*) FROM lines WHERE \"meta.lang\" = 'fr' AND line LIKE 'doc %'").await;
+    assert_eq!(single_i64(&out), (0..500).filter(|i| i % 50 != 7 && i % 2 == 1).count() as i64);
+    let (out, _) = run(&ctx, "SELECT count(*) FROM lines LIMIT 1").await;
+    assert_eq!(single_i64(&out), 490);
+    let (out, _) = run(&ctx, "SELECT line FROM lines LIMIT 100").await;
+    assert_eq!(out.iter().map(RecordBatch::num_rows).sum::<usize>(), 100);
+
+    // The functions over raw lines: nested keys, array positions, numbers, and NULL for a bad line.
+    let raw = Batcher::open(
+        f.path(),
+        Options { batch_size: 64, ignore_leftovers: false, seed: Some(1), index_cache: IndexCache::Off, ..Default::default() },
+    )
+    .unwrap();
+    let mut ctx = session(&raw, 1, 2);
+    mmap_batcher::register_json_functions(&mut ctx).unwrap();
+    let (out, _) = run(&ctx, "SELECT sum(json_get_int(line, 'id')) FROM lines WHERE json_get_str(line, 'meta', 'tags', 0) = 't1'").await;
+    assert_eq!(single_i64(&out), (0..500i64).filter(|i| i % 50 != 7 && i % 3 == 1).sum::<i64>());
+    let (out, _) = run(&ctx, "SELECT count(*) FROM lines WHERE json_get_json(line, 'meta') IS NULL").await;
+    assert_eq!(single_i64(&out), 10);
+    let (out, _) = run(&ctx, "SELECT count(*) FROM lines WHERE (line->'meta'->>'lang') = 'en' AND json_contains(line, 'text')").await;
+    assert_eq!(single_i64(&out), (0..500).filter(|i| i % 50 != 7 && i % 2 == 0).count() as i64);
+}

@@ -41,6 +41,25 @@ impl Table {
     }
 }
 
+/// One of the JSON functions of SQL over JSON Lines, for datafusion-python's
+/// ``SessionContext.register_udf(ScalarUDF.from_pycapsule(f))``
+/// (``mmap_batcher.register_json_functions(ctx)`` registers them all).
+#[pyclass(module = "mmap_batcher._native", frozen)]
+pub struct JsonFunction {
+    #[cfg(feature = "datafusion")]
+    udf: std::sync::Arc<datafusion::logical_expr::ScalarUDF>,
+}
+
+/// The JSON functions (``json_get_str``, ``json_get_int``, ...) as datafusion-python
+/// scalar UDFs.
+#[pyfunction]
+pub fn json_functions() -> PyResult<Vec<JsonFunction>> {
+    #[cfg(feature = "datafusion")]
+    return Ok(mmap_batcher::json_functions().into_iter().map(|udf| JsonFunction { udf }).collect());
+    #[cfg(not(feature = "datafusion"))]
+    Err(option_error("this build of mmap_batcher has no DataFusion support"))
+}
+
 #[cfg(feature = "datafusion")]
 mod ffi {
     use std::sync::{Arc, OnceLock};
@@ -89,6 +108,22 @@ mod ffi {
         // it lives as long as the capsule, which `capsule` keeps alive while we clone it.
         let codec = unsafe { pointer.cast::<FFI_LogicalExtensionCodec>().as_ref() };
         Ok(codec.clone())
+    }
+
+    #[pymethods]
+    impl super::JsonFunction {
+        /// The function as a datafusion-python scalar UDF capsule.
+        fn __datafusion_scalar_udf__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+            check_version(py)?;
+            let udf = datafusion_ffi::udf::FFI_ScalarUDF::from(self.udf.clone());
+            Ok(PyCapsule::new_with_value(py, udf, c"datafusion_scalar_udf")?)
+        }
+
+        /// The function's SQL name.
+        #[getter]
+        fn name(&self) -> String {
+            self.udf.name().to_owned()
+        }
     }
 
     #[pymethods]

@@ -37,6 +37,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iter::BatchIter>()?;
     m.add_class::<lines::Lines>()?;
     m.add_class::<datafusion::Table>()?;
+    m.add_class::<datafusion::JsonFunction>()?;
+    m.add_function(wrap_pyfunction!(datafusion::json_functions, m)?)?;
     m.add_function(wrap_pyfunction!(batcher::_restore_batcher, m)?)?;
     m.add_function(wrap_pyfunction!(arrow::_arrow_batch_from_ipc, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;

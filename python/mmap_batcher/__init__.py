@@ -37,6 +37,7 @@ from ._native import (
     StateMismatchError,
     __version__,
 )
+from ._datafusion import register_json_functions
 from ._polars import scan_lines
 
 __all__ = [
@@ -63,5 +64,6 @@ __all__ = [
     "SpecialFileError",
     "StateMismatchError",
     "__version__",
+    "register_json_functions",
     "scan_lines",
 ]

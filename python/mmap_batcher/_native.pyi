@@ -33,11 +33,13 @@ __all__ = [
     "ReadError",
     "SpecialFileError",
     "StateMismatchError",
+    "JsonFunction",
     "Table",
     "__version__",
     "_arrow_batch_from_ipc",
     "_restore_batcher",
     "cli_main",
+    "json_functions",
 ]
 
 COLUMNS: list[str]
@@ -135,6 +137,15 @@ class BatchIter:
     def __next__(self) -> Any: ...
 
 @final
+class JsonFunction:
+    """One of the JSON functions of SQL over JSON Lines, for datafusion-python's ``SessionContext.register_udf(ScalarUDF.from_pycapsule(f))`` (``mmap_batcher.register_json_functions(ctx)`` registers them all)."""
+
+    @property
+    def name(self) -> str: ...
+    def __datafusion_scalar_udf__(self) -> Any: ...
+
+def json_functions() -> list[JsonFunction]: ...
+@final
 class Table:
     """Epochs of a batcher as a table for datafusion-python (``SessionContext.register_table``)."""
 
@@ -204,6 +215,9 @@ class MmapBatcher:
         on_duplicate_file: Literal["skip", "error"] = "skip",
         weights: Mapping[str, float] | None = None,
         lines_per_epoch: int | None = None,
+        field: str | None = None,
+        fields: Sequence[str] | None = None,
+        on_bad_record: Literal["error", "skip", "null"] = "error",
     ) -> MmapBatcher: ...
     @property
     def sources(self) -> list[dict[str, Any]]: ...

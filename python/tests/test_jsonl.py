@@ -264,6 +264,17 @@ def test_datafusion_python_reads_field_columns(corpus):
     rows = ctx.sql('SELECT "meta.lang" AS lang, count(*) AS n FROM lines GROUP BY lang ORDER BY lang').to_pydict()
     want = __import__("collections").Counter(r["meta"]["lang"] for r in records)
     assert dict(zip(rows["lang"], rows["n"])) == dict(want)
+    # The JSON functions in the user's own session, over the raw lines.
+    raw = mmb.MmapBatcher(path, seed=1, index_cache=False)
+    ctx = datafusion.SessionContext()
+    mmb.register_json_functions(ctx)
+    ctx.register_table("raw", raw.table(1))
+    rows = ctx.sql(
+        "SELECT json_get_str(line, 'meta', 'lang') AS lang, count(*) AS n, sum(json_get_int(line, 'id')) AS ids FROM raw "
+        "WHERE json_contains(line, 'meta', 'tags') GROUP BY lang"
+    ).to_pydict()
+    assert dict(zip(rows["lang"], rows["n"])) == dict(want)
+    assert sum(rows["ids"]) == sum(r["id"] for r in records)
 
 
 def test_torch_trains_on_the_field(corpus):

@@ -13,6 +13,10 @@
 //! with a [`Utf8Checked`], whose one constructor checks, for every file the batch reads,
 //! that its index found every kept line UTF-8 and that the file is unchanged since
 //! (one `fstat` each). See `source::map` for what a concurrent writer can still do.
+//!
+//! [`substrings`] derives a column from a valid `line` column without validation either:
+//! each of its views describes a Rust `&str` taken from a line (a JSON field between its
+//! quotes) or from a string the batch decoded, so it is UTF-8 and lies where it says.
 
 use std::sync::Arc;
 

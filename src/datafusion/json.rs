@@ -1,8 +1,7 @@
 //! JSON functions for SQL over JSON Lines, on the walk that serves `field=`
 //! ([`Fields::find`]): `json_get_str(line, 'meta', 'lang')`, `json_get_int`,
 //! `json_get_float`, `json_get_bool`, `json_get_json`, `json_as_text`, `json_contains`, and
-//! the operators `->` (the value's JSON text), `->>` (its text) and `?` (whether a key is
-//! there).
+//! the operators `->` (the value's JSON text) and `->>` (its text).
 //!
 //! The names and arguments are those of `datafusion-functions-json`, which cannot be a
 //! dependency here: its parser (`jiter`) has an optional `pyo3` 0.29 dependency, and Cargo
@@ -71,28 +70,60 @@ fn udf_of(kind: Kind) -> Arc<ScalarUDF> {
     udf(name, kind)
 }
 
+/// The one value of `array`, when every row holds it: how a constant arrives through
+/// `datafusion-ffi`, which hands a UDF every argument as an array.
+fn constant(array: &ArrayRef) -> Result<Option<ScalarValue>> {
+    if array.is_empty() {
+        return Ok(None);
+    }
+    let same = match array.data_type() {
+        // Strings compared in place, without a `ScalarValue` a row.
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+            let first = text_at(array.as_ref(), 0);
+            first.is_some() && (1..array.len()).all(|row| text_at(array.as_ref(), row) == first)
+        }
+        _ => {
+            let first = ScalarValue::try_from_array(array, 0)?;
+            (1..array.len()).map(|row| ScalarValue::try_from_array(array, row)).all(|v| v.is_ok_and(|v| v == first))
+        }
+    };
+    if same {
+        ScalarValue::try_from_array(array, 0).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The path of a call's arguments after the first: each a constant key or position.
 fn path_of(name: &str, args: &[ColumnarValue]) -> Result<FieldPath> {
     let steps = args
         .iter()
         .map(|a| {
-            let ColumnarValue::Scalar(s) = a else {
-                return Err(DataFusionError::Plan(format!("{name}: the path arguments must be constants (keys or positions)")));
+            let s = match a {
+                ColumnarValue::Scalar(s) => s.clone(),
+                ColumnarValue::Array(array) => match constant(array)? {
+                    Some(s) => s,
+                    None if array.is_empty() => ScalarValue::Utf8(Some(String::new())),
+                    None => return Err(DataFusionError::Plan(format!("{name}: the path arguments must be constants (keys or positions)"))),
+                },
             };
-            match s {
-                ScalarValue::Utf8(Some(k)) | ScalarValue::Utf8View(Some(k)) | ScalarValue::LargeUtf8(Some(k)) => Ok(Step::Key(k.clone())),
-                s if s.data_type().is_integer() && !s.is_null() => {
-                    let i = s.cast_to(&DataType::Int64)?;
-                    match i {
-                        ScalarValue::Int64(Some(i)) if i >= 0 => Ok(Step::Index(i as usize)),
-                        _ => Err(DataFusionError::Plan(format!("{name}: an array position must be 0 or more, got {s}"))),
-                    }
-                }
-                s => Err(DataFusionError::Plan(format!("{name}: a path argument must be a string key or an integer position, got {s}"))),
-            }
+            step_of(name, &s)
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(FieldPath::of_steps(steps))
+}
+
+/// One step of a path: a key (a string) or an array position (an integer from 0).
+fn step_of(name: &str, s: &ScalarValue) -> Result<Step> {
+    match s {
+        ScalarValue::Utf8(Some(k)) | ScalarValue::Utf8View(Some(k)) | ScalarValue::LargeUtf8(Some(k)) => Ok(Step::Key(k.clone())),
+        ScalarValue::Dictionary(_, v) => step_of(name, v),
+        s if s.data_type().is_integer() && !s.is_null() => match s.cast_to(&DataType::Int64)? {
+            ScalarValue::Int64(Some(i)) if i >= 0 => Ok(Step::Index(i as usize)),
+            _ => Err(DataFusionError::Plan(format!("{name}: an array position must be 0 or more, got {s}"))),
+        },
+        s => Err(DataFusionError::Plan(format!("{name}: a path argument must be a string key or an integer position, got {s}"))),
+    }
 }
 
 /// Line `row` of a string array of any layout; `None` for a null.
@@ -195,7 +226,7 @@ fn number<'a>(line: &'a str, found: &Found) -> Option<&'a str> {
     }
 }
 
-/// `->`, `->>` and `?` as calls of the functions above.
+/// `->` and `->>` as calls of the functions above.
 #[derive(Debug)]
 struct JsonOperators;
 
@@ -204,7 +235,6 @@ impl ExprPlanner for JsonOperators {
         let kind = match expr.op {
             BinaryOperator::Arrow => Kind::Json,
             BinaryOperator::LongArrow => Kind::AsText,
-            BinaryOperator::Question => Kind::Contains,
             _ => return Ok(PlannerResult::Original(expr)),
         };
         // Named as written (`line -> 'meta'`), not as the call it becomes.
@@ -237,8 +267,14 @@ impl ExprPlanner for JsonOperators {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn register_json_functions(ctx: &mut SessionContext) -> Result<()> {
-    for (name, kind) in FUNCTIONS {
-        ctx.register_udf(udf(name, kind))?;
+    for f in json_functions() {
+        ctx.register_udf(f)?;
     }
     ctx.register_expr_planner(Arc::new(JsonOperators))
+}
+
+/// The JSON functions, without the operators: for a session registered through another
+/// API (datafusion-python's `register_udf`, over `datafusion-ffi`).
+pub fn json_functions() -> Vec<Arc<ScalarUDF>> {
+    FUNCTIONS.iter().map(|&(name, kind)| udf(name, kind)).collect()
 }

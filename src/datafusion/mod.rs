@@ -8,5 +8,5 @@ mod pushdown;
 mod table;
 
 pub use exec::LinesExec;
-pub use json::register_json_functions;
+pub use json::{json_functions, register_json_functions};
 pub use table::{LineBuffers, LinesTable};

@@ -1,11 +1,13 @@
 //! Which filters a scan answers exactly, and how they narrow it: comparisons of `epoch`,
-//! `batch` and `line_number` with integer literals, `file = 'path'` and `source = 'name'`. Decided per filter
+//! `batch` and `line_number` with integer literals, `file = 'path'` and `source = 'name'`
+//! (or `IN` a list of them, or `OR`s of them). Decided per filter
 //! ([`filter_range`] is `Some` exactly for the filters the table reports as `Exact`); what
 //! they allow narrows the core's [`RowFilter`], which the Polars scan shares.
 
 use std::ops::Range;
 
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 
 use crate::arrow::Column;
@@ -20,10 +22,10 @@ pub(crate) enum Allowed {
     Batches(Range<u64>),
     /// Physical line numbers (per file) in this half-open range.
     LineNumbers(Range<u64>),
-    /// Lines of the file with this path.
-    File(String),
-    /// Lines of the source with this name.
-    Source(String),
+    /// Lines of the files with these paths.
+    Files(Vec<String>),
+    /// Lines of the sources with these names.
+    Sources(Vec<String>),
 }
 
 impl Allowed {
@@ -33,8 +35,8 @@ impl Allowed {
             Allowed::Epochs(r) => filter.epochs(r),
             Allowed::Batches(r) => filter.batches(r),
             Allowed::LineNumbers(r) => filter.line_numbers(r),
-            Allowed::File(path) => filter.files([path]),
-            Allowed::Source(name) => filter.sources([name]),
+            Allowed::Files(paths) => filter.files(paths),
+            Allowed::Sources(names) => filter.sources(names),
         }
     }
 }
@@ -42,6 +44,18 @@ impl Allowed {
 /// `Some` when `expr` is a filter answered exactly from the index.
 pub(crate) fn filter_range(expr: &Expr) -> Option<Allowed> {
     match expr {
+        // DataFusion turns a short `IN` list into `=`s joined by `OR`.
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => match (filter_range(left)?, filter_range(right)?) {
+            (Allowed::Files(mut a), Allowed::Files(b)) => {
+                a.extend(b);
+                Some(Allowed::Files(a))
+            }
+            (Allowed::Sources(mut a), Allowed::Sources(b)) => {
+                a.extend(b);
+                Some(Allowed::Sources(a))
+            }
+            _ => None,
+        },
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             if let Some(allowed) = file_equals(left, *op, right).or_else(|| file_equals(right, *op, left)) {
                 return Some(allowed);
@@ -53,6 +67,11 @@ pub(crate) fn filter_range(expr: &Expr) -> Option<Allowed> {
             } else {
                 None
             }
+        }
+        Expr::InList(InList { expr, list, negated: false }) => {
+            let column = column_of(expr).filter(|c| matches!(c, Column::File | Column::Source))?;
+            let names = list.iter().map(string_literal).collect::<Option<Vec<_>>>()?;
+            Some(names_allowed(column, names))
         }
         Expr::Between(Between { expr, negated: false, low, high }) => {
             let col = range_column(expr)?;
@@ -90,6 +109,19 @@ fn file_equals(col: &Expr, op: Operator, lit: &Expr) -> Option<Allowed> {
     if op != Operator::Eq || column.is_none() {
         return None;
     }
+    Some(names_allowed(column?, vec![string_literal(lit)?]))
+}
+
+fn names_allowed(column: Column, names: Vec<String>) -> Allowed {
+    if column == Column::Source {
+        Allowed::Sources(names)
+    } else {
+        Allowed::Files(names)
+    }
+}
+
+/// The string of a string literal (or of a cast of one).
+fn string_literal(lit: &Expr) -> Option<String> {
     let literal = match lit {
         Expr::Literal(v, _) => v,
         Expr::Cast(c) => match c.expr.as_ref() {
@@ -98,15 +130,14 @@ fn file_equals(col: &Expr, op: Operator, lit: &Expr) -> Option<Allowed> {
         },
         _ => return None,
     };
-    let s = match literal {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.clone(),
+    match literal {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
         ScalarValue::Dictionary(_, v) => match v.as_ref() {
-            ScalarValue::Utf8(Some(s)) => s.clone(),
-            _ => return None,
+            ScalarValue::Utf8(Some(s)) => Some(s.clone()),
+            _ => None,
         },
-        _ => return None,
-    };
-    Some(if column == Some(Column::Source) { Allowed::Source(s) } else { Allowed::File(s) })
+        _ => None,
+    }
 }
 
 fn int_literal(expr: &Expr) -> Option<i128> {
