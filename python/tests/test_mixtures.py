@@ -103,3 +103,61 @@ def test_an_empty_source_is_an_error(three: dict[str, str], tmp_path: Path) -> N
     empty.write_text("# only a comment\n")
     with pytest.raises(ValueError, match='"empty" has no kept lines'):
         mmb.MmapBatcher({**three, "empty": str(empty)}, index_cache=False)
+
+
+def test_engines_take_the_same_sources_and_push_the_source_filter_down(three: dict[str, str]) -> None:
+    import polars as pl
+
+    weights = {"web": 0.5, "code": 0.3, "books": 0.2}
+    b = mmb.MmapBatcher(three, weights=weights, batch_size=50, seed=1, index_cache=False)
+    per_epoch = {s["name"]: s["lines_per_epoch"] for s in b.sources}
+    counts = mmb.scan_lines(three, weights=weights, batch_size=50, seed=1, index_cache=False).group_by("source").len().collect()
+    assert dict(zip(counts["source"].cast(pl.String).to_list(), counts["len"].to_list())) == per_epoch
+    datafusion = pytest.importorskip("datafusion")
+    ctx = datafusion.SessionContext()
+    ctx.register_table("lines", b.table(2))
+    rows = ctx.sql("SELECT count(*) AS n FROM lines WHERE source IN ('web', 'books')").to_pydict()
+    assert rows["n"] == [2 * (per_epoch["web"] + per_epoch["books"])]
+    plan = "\n".join(str(r) for r in ctx.sql("EXPLAIN SELECT line FROM lines WHERE source IN ('web', 'books')").to_pydict().values())
+    assert "FilterExec" not in plan
+
+
+def _serve_shard(args: tuple) -> tuple[list[list[bytes]], dict]:
+    paths, kwargs, worker, workers, take, state = args
+    b = mmb.MmapBatcher(paths, worker_id=worker, num_workers=workers, **kwargs)
+    if state is not None:
+        b.load_state_dict(state)
+    it = iter(b)
+    out = [batch for _, batch in zip(range(take), it)]
+    return out, b.state_dict()
+
+
+@pytest.mark.parametrize("new_layout", [1, 3])
+def test_a_mixture_resumes_elastically_exactly_once(three: dict[str, str], new_layout: int) -> None:
+    import multiprocessing
+
+    kwargs = {"weights": {"web": 0.6, "code": 0.3, "books": 0.1}, "batch_size": 20, "seed": 5, "ignore_leftovers": False, "index_cache": False}
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        before = pool.map(_serve_shard, [(three, kwargs, w, 4, 3 + w % 2, None) for w in range(4)])
+    served = [line for out, _ in before for batch in out for line in batch]
+    combined = mmb.MmapBatcher(three, **kwargs).combine_states([s for _, s in before])
+    with ctx.Pool(2) as pool:
+        after = pool.map(_serve_shard, [(three, kwargs, w, new_layout, 10**6, combined) for w in range(new_layout)])
+    served += [line for out, _ in after for batch in out for line in batch]
+    epoch0 = [line for batch in mmb.MmapBatcher(three, **kwargs).epoch(0).batches() for line in batch]
+    assert collections.Counter(served) == collections.Counter(epoch0)
+
+
+def test_torch_dataloader_workers_serve_the_mixtures_shares(three: dict[str, str]) -> None:
+    torch = pytest.importorskip("torch")
+    weights = {"web": 0.7, "code": 0.2, "books": 0.1}
+    b = mmb.MmapBatcher(three, weights=weights, batch_size=40, seed=2, index_cache=False)
+    loader = torch.utils.data.DataLoader(b.torch(), batch_size=None, num_workers=2, timeout=120)
+    batches = list(loader)
+    assert len(batches) == b.num_batches
+    for batch in batches:
+        counts = collections.Counter(_source_of(line) for line in batch)
+        for name, w in weights.items():
+            assert counts[name] in (int(w * 40), int(w * 40) + 1), counts
+    assert sorted(line for batch in batches for line in batch) == sorted(line for batch in b.epoch(0).batches() for line in batch)
