@@ -658,7 +658,7 @@ impl MmapBatcher {
     /// ``layout="large"`` casts the lines (copies). ``join_rows``: batches are joined until
     /// they hold that many rows (an engine pays per batch; zero-copy, the ``batch`` column
     /// names each row's own).
-    #[pyo3(signature = (columns, epochs, batches, units=None, layout=None, files=None, line_numbers=None, join_rows=1))]
+    #[pyo3(signature = (columns, epochs, batches, units=None, layout=None, files=None, line_numbers=None, join_rows=1, sources=None))]
     #[allow(clippy::too_many_arguments)] // the scan's keyword arguments, turned into one RowFilter
     fn _scan(
         &self,
@@ -670,6 +670,7 @@ impl MmapBatcher {
         files: Option<Vec<String>>,
         line_numbers: Option<(u64, u64)>,
         join_rows: usize,
+        sources: Option<Vec<String>>,
     ) -> PyResult<BatchIter> {
         let core = self.core()?;
         let cols = crate::arrow::columns(Some(columns), &core)?;
@@ -679,6 +680,9 @@ impl MmapBatcher {
         }
         if let Some(paths) = files {
             filter = filter.files(paths);
+        }
+        if let Some(names) = sources {
+            filter = filter.sources(names);
         }
         let selection = filter.select(&core, epochs.1)?;
         // Ray's `units` index the whole rectangle, so it is not narrowed under them.

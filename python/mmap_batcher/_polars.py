@@ -2,7 +2,7 @@
 
 Only the Polars glue lives here: the schema comes from the batcher, the batches from its
 ``_scan`` (a rectangle of epochs × batches read ahead on a Rust thread), and the predicate's
-``epoch``/``batch``/``line_number`` comparisons and ``file ==`` tests become the core's row
+``epoch``/``batch``/``line_number`` comparisons and ``file ==`` / ``source ==`` tests become the core's row
 filter (the one the SQL table uses).
 """
 
@@ -76,10 +76,10 @@ def _conjuncts(tree: Any) -> list[Any]:
     return [tree]
 
 
-def _file_equals(node: Any) -> str | None:
-    """The path of a ``file == "path"`` conjunct, else ``None``."""
+def _equals(node: Any, column: str) -> str | None:
+    """The string of a ``column == "string"`` conjunct (``file``, ``source``), else ``None``."""
     binary = node.get("BinaryExpr") if isinstance(node, dict) else None
-    if not isinstance(binary, dict) or binary.get("op") != "Eq" or binary.get("left") != {"Column": "file"}:
+    if not isinstance(binary, dict) or binary.get("op") != "Eq" or binary.get("left") != {"Column": column}:
         return None
     try:
         value = binary["right"]["Literal"]["Scalar"]["String"]
@@ -92,17 +92,20 @@ _NO_LIMIT = 2**64 - 1
 
 
 class _Pushdown(NamedTuple):
-    """What a predicate allows: epochs, batches and line numbers (half-open), files."""
+    """What a predicate allows: epochs, batches and line numbers (half-open), files, sources."""
 
     epochs: tuple[int, int]
     batches: tuple[int, int]
     line_numbers: tuple[int, int] | None
     files: list[str] | None
+    sources: list[str] | None = None
 
 
 def _pushdown(predicate: pl.Expr | None, epochs: int, batches: int) -> _Pushdown:
     """The epochs, batches, line numbers and files that can hold rows matching ``predicate``."""
-    e, b, n, files = (0, epochs), (0, batches), (0, _NO_LIMIT), None
+    e, b, n = (0, epochs), (0, batches), (0, _NO_LIMIT)
+    files: list[str] | None = None
+    sources: list[str] | None = None
     if predicate is not None:
         try:
             tree = json.loads(predicate.meta.serialize(format="json"))
@@ -112,14 +115,17 @@ def _pushdown(predicate: pl.Expr | None, epochs: int, batches: int) -> _Pushdown
             e = _bounds(part, "epoch", *e) or e
             b = _bounds(part, "batch", *b) or b
             n = _bounds(part, "line_number", *n) or n
-            path = _file_equals(part)
+            path = _equals(part, "file")
             if path is not None:
                 files = [f for f in (files if files is not None else [path]) if f == path]
+            name = _equals(part, "source")
+            if name is not None:
+                sources = [s for s in (sources if sources is not None else [name]) if s == name]
     def clamp(r: tuple[int, int]) -> tuple[int, int]:
         # A literal beyond u64 (``== 2**70``) matches no row; the scan takes u64 bounds.
         return min(r[0], _NO_LIMIT), min(r[1], _NO_LIMIT)
 
-    return _Pushdown(clamp(e), clamp(b), None if n == (0, _NO_LIMIT) else clamp(n), files)
+    return _Pushdown(clamp(e), clamp(b), None if n == (0, _NO_LIMIT) else clamp(n), files, sources)
 
 
 def scan_lines(
@@ -158,7 +164,7 @@ def scan_lines(
 
     Pushdown: only the needed columns are built (``line`` is not read unless asked for);
     comparisons of ``epoch`` and ``batch`` with integers skip whole batches,
-    comparisons of ``line_number`` and ``file == "path"`` read only the matching lines
+    comparisons of ``line_number``, ``file == "path"`` and ``source == "name"`` read only the matching lines
     (found in the index; in file order, whole batches are skipped too); ``head(n)`` stops
     early. Polars' ``batch_size`` hint is ignored.
     """
@@ -197,7 +203,13 @@ def scan_lines(
         # Frames of at least 8,192 rows (several batches joined, zero-copy): Polars and this
         # loop pay per frame.
         scan = batcher._scan(
-            needed, allowed.epochs, allowed.batches, files=allowed.files, line_numbers=allowed.line_numbers, join_rows=8192
+            needed,
+            allowed.epochs,
+            allowed.batches,
+            files=allowed.files,
+            sources=allowed.sources,
+            line_numbers=allowed.line_numbers,
+            join_rows=8192,
         )
         for ab in scan:
             if rows_left == 0:

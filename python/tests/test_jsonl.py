@@ -284,3 +284,18 @@ def test_torch_trains_on_the_field(corpus):
     loader = torch.utils.data.DataLoader(b.torch(), batch_size=None, num_workers=2, timeout=120)
     served = [line for batch in loader for line in batch]
     assert len(served) == 600 and sorted(served) == sorted(r["text"].encode() for r in records)
+
+
+def test_a_line_that_is_not_utf8_is_a_bad_record_when_skipped_or_nulled(tmp_path):
+    p = tmp_path / "mixed.jsonl"
+    p.write_bytes(b'{"text": "one"}\n{"text": "t\xffwo"}\n{"text": "three"}\n')
+    kw = {"field": "text", "batch_size": 3, "shuffle": False, "index_cache": False}
+    with pytest.raises(mmb.InvalidUtf8Error):
+        mmb.MmapBatcher(str(p), **kw).epoch(0).batch(0)
+    skipped = pa.record_batch(mmb.MmapBatcher(str(p), on_bad_record="skip", **kw).epoch(0).batch(0))
+    assert skipped.column("line").to_pylist() == ["one", "three"]
+    assert skipped.column("line_number").to_pylist() == [1, 3]
+    nulled = pa.record_batch(mmb.MmapBatcher(str(p), on_bad_record="null", **kw).epoch(0).batch(0))
+    assert nulled.column("line").to_pylist() == ["one", None, "three"]
+    (lines,) = list(mmb.MmapBatcher(str(p), on_bad_record="null", **kw))
+    assert lines == [b"one", None, b"three"]

@@ -113,6 +113,11 @@ def test_engines_take_the_same_sources_and_push_the_source_filter_down(three: di
     per_epoch = {s["name"]: s["lines_per_epoch"] for s in b.sources}
     counts = mmb.scan_lines(three, weights=weights, batch_size=50, seed=1, index_cache=False).group_by("source").len().collect()
     assert dict(zip(counts["source"].cast(pl.String).to_list(), counts["len"].to_list())) == per_epoch
+    from mmap_batcher._polars import _pushdown
+
+    assert _pushdown(pl.col("source") == "code", 1, 10).sources == ["code"]
+    code = mmb.scan_lines(three, weights=weights, batch_size=50, seed=1, index_cache=False).filter(pl.col("source") == "code").collect()
+    assert code.height == per_epoch["code"] and set(code["line"].str.split(" ").list.first()) == {"code"}
     datafusion = pytest.importorskip("datafusion")
     ctx = datafusion.SessionContext()
     ctx.register_table("lines", b.table(2))

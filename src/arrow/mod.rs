@@ -209,6 +209,21 @@ pub fn layout_schema(schema: SchemaRef, layout: LineLayout) -> SchemaRef {
     }
 }
 
+/// The string array of binary `lines` whose rows that are not UTF-8 are empty, and those
+/// rows: for JSON records, where such a line is a bad record. Built with Arrow's own checks.
+pub(crate) fn utf8_rows(lines: &dyn Array) -> Result<(StringViewArray, Vec<usize>), ArrowError> {
+    let lines = lines.as_any().downcast_ref::<BinaryViewArray>().ok_or_else(|| ArrowError::InvalidArgumentError("not a binary view array".into()))?;
+    let mut views = lines.views().to_vec();
+    let mut bad = Vec::new();
+    for (row, view) in views.iter_mut().enumerate() {
+        if simdutf8::basic::from_utf8(lines.value(row)).is_err() {
+            *view = 0;
+            bad.push(row);
+        }
+    }
+    Ok((StringViewArray::try_new(arrow::buffer::ScalarBuffer::from(views), lines.data_buffers().to_vec(), lines.nulls().cloned())?, bad))
+}
+
 /// The `line` column of lines read into `buffer` (each at its span): views into the
 /// buffer, which the batch then owns. Built with Arrow's own checks (UTF-8 included for
 /// strings): these bytes were copied from the file, so they are validated as they are.

@@ -8,8 +8,9 @@ use arrow::array::{Array, ArrayRef, DictionaryArray, RecordBatch, RecordBatchOpt
 use crate::arrow::{line_array, schema, Column, FileView, Utf8Checked};
 use crate::error::{Error, Result};
 use crate::index::LineSpan;
-use crate::options::{LineType, RecordPolicy};
+use crate::options::{LineType, Options, RecordPolicy};
 
+use super::records::Extracted;
 use super::{Batcher, Located};
 
 impl Located {
@@ -32,10 +33,10 @@ impl Located {
         Ok(())
     }
 
-    /// The `line` column as it is in the files: views into the maps (with the UTF-8
-    /// proof), or over the buffer the lines were read into.
-    fn line_column(&self, batcher: &Batcher) -> Result<ArrayRef> {
-        let opts = &batcher.inner.options;
+    /// The `line` column as it is in the files, of `line_type`: views into the maps (with
+    /// the UTF-8 proof for strings), or over the buffer the lines were read into.
+    fn line_column(&self, batcher: &Batcher, line_type: LineType) -> Result<ArrayRef> {
+        let opts = &Options { line_type, ..batcher.inner.options.clone() };
         if let Some((buffer, spans)) = self.owned.as_ref() {
             self.check_unchanged()?;
             if opts.line_type == LineType::Utf8 {
@@ -62,27 +63,54 @@ impl Located {
         })
     }
 
-    /// The batch as Arrow arrays: `columns` of batch `number` of `epoch`. With JSON fields
-    /// asked, the records are walked whenever a bad record could change the batch (an
-    /// error, or a row skipped), whatever the columns: a `count(*)` counts what
-    /// `SELECT line` serves.
-    pub(crate) fn record_batch(&self, batcher: &Batcher, epoch: u64, number: u64, columns: &[Column]) -> Result<RecordBatch> {
-        let opts = &batcher.inner.options;
-        let n = self.len();
+    /// The `line` column as in the files, when `columns` or the records need it, and what
+    /// the JSON records give (walked whenever a bad record could change the batch: an
+    /// error, or a row skipped).
+    fn lines_and_records(&self, batcher: &Batcher, columns: &[Column]) -> Result<(Option<ArrayRef>, Extracted)> {
         let records = batcher.records();
         let wants_json = columns.iter().any(|c| matches!(c, Column::Field(_)) || (*c == Column::Line && records.is_some_and(|r| r.line_field)));
         let walk = records.filter(|r| wants_json || r.policy != RecordPolicy::Null);
-        let raw = if walk.is_some() || columns.contains(&Column::Line) { Some(self.line_column(batcher)?) } else { None };
-        let (json_line, mut json_fields, keep) = match (walk, &raw) {
+        let line_type = batcher.inner.options.line_type;
+        let mut not_utf8 = Vec::new();
+        let raw = match walk {
+            None if !columns.contains(&Column::Line) => None,
+            // A line that is not UTF-8 is one more bad record when the policy leaves no
+            // line of it behind (skipped, or a null `line` of `field`).
+            Some(r) if r.policy == RecordPolicy::Skip || (r.policy == RecordPolicy::Null && r.line_field) => {
+                match self.line_column(batcher, line_type) {
+                    Err(Error::InvalidUtf8 { .. }) => {
+                        let bytes = self.line_column(batcher, LineType::Binary)?;
+                        let (strings, bad) = self.reading(|| {
+                            crate::arrow::utf8_rows(bytes.as_ref())
+                                .map_err(|source| Error::Arrow { context: batcher.path().display().to_string(), source })
+                        })?;
+                        not_utf8 = bad;
+                        Some(Arc::new(strings) as ArrayRef)
+                    }
+                    other => Some(other?),
+                }
+            }
+            _ => Some(self.line_column(batcher, line_type)?),
+        };
+        let extracted = match (walk, &raw) {
             (Some(r), Some(raw)) => {
                 let lines = raw
                     .as_any()
                     .downcast_ref::<StringViewArray>()
                     .ok_or_else(|| Error::Internal { message: "JSON records without a string line column".into() })?;
-                self.reading(|| self.extract(batcher, r, lines))?
+                self.reading(|| self.extract(batcher, r, lines, &not_utf8))?
             }
             _ => (None, Vec::new(), None),
         };
+        Ok((raw, extracted))
+    }
+
+    /// The batch as Arrow arrays: `columns` of batch `number` of `epoch`. With JSON fields
+    /// asked, a `count(*)` counts what `SELECT line` serves.
+    pub(crate) fn record_batch(&self, batcher: &Batcher, epoch: u64, number: u64, columns: &[Column]) -> Result<RecordBatch> {
+        let opts = &batcher.inner.options;
+        let n = self.len();
+        let (raw, (json_line, json_fields, keep)) = self.lines_and_records(batcher, columns)?;
         let arrays = columns
             .iter()
             .map(|c| {
@@ -94,7 +122,7 @@ impl Located {
                     },
                     Column::Field(k) => {
                         let k = *k as usize;
-                        match json_fields.get_mut(k) {
+                        match json_fields.get(k) {
                             Some(a) => a.clone(),
                             None => return Err(Error::Internal { message: format!("field column {k} was not built") }),
                         }

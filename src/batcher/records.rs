@@ -114,7 +114,8 @@ impl Located {
     /// The `line` column (when `field` is asked) and the `fields` columns of the records
     /// whose lines are `lines` (this batch's `line` column), and which rows to keep when
     /// bad records are skipped.
-    pub(crate) fn extract(&self, batcher: &Batcher, records: &Records, lines: &StringViewArray) -> Result<Extracted> {
+    /// Rows `not_utf8` (ascending) are bad records whatever they hold.
+    pub(crate) fn extract(&self, batcher: &Batcher, records: &Records, lines: &StringViewArray, not_utf8: &[usize]) -> Result<Extracted> {
         let n = lines.len();
         let k = records.fields.len();
         let mut found = vec![Found::Missing; k];
@@ -123,9 +124,14 @@ impl Located {
         let mut escaped: Vec<(usize, usize, Range<usize>)> = Vec::new();
         let mut escaped_bytes = vec![0usize; k];
         let mut keep: Option<Vec<bool>> = None;
+        let mut not_utf8 = not_utf8.iter().peekable();
         for row in 0..n {
             let line = lines.value(row).as_bytes();
-            let bad = records.walk(line, &mut found).err();
+            let bad = if not_utf8.next_if_eq(&&row).is_some() {
+                Some(Bad::NotJson(NotJson { at: 0, reason: "the line is not UTF-8" }))
+            } else {
+                records.walk(line, &mut found).err()
+            };
             if let Some(bad) = bad {
                 match records.policy {
                     RecordPolicy::Error => return Err(self.bad_record(batcher, row, bad)),
@@ -177,7 +183,12 @@ impl Located {
         let mut out = Vec::with_capacity(self.len());
         for (row, line) in lines.enumerate() {
             // A terminator is white space to the walk.
-            match records.walk(line, &mut found) {
+            let walked = if records.line_field && simdutf8::basic::from_utf8(line).is_err() {
+                Err(Bad::NotJson(NotJson { at: 0, reason: "the line is not UTF-8" }))
+            } else {
+                records.walk(line, &mut found)
+            };
+            match walked {
                 Ok(()) => out.push((
                     row,
                     Some(match &found[0] {
