@@ -90,6 +90,7 @@ def test_pushdown_parses_every_form():
 
     c = pl.col
     assert _pushdown(c("line_number") > 9, 2, 5).line_numbers == (10, 2**64 - 1)
-    assert _pushdown((c("line_number") <= 3) & (c("epoch") == 1), 2, 5) == ((1, 2), (0, 5), (0, 4), None)
+    assert _pushdown((c("line_number") <= 3) & (c("epoch") == 1), 2, 5) == ((1, 2), (0, 5), (0, 4), None, None)
     assert _pushdown(c("epoch") == 2**70, 2, 5).epochs[0] <= 2**64 - 1
-    assert _pushdown(c("line") == "x", 2, 5) == ((0, 2), (0, 5), None, None)
+    assert _pushdown(c("line") == "x", 2, 5) == ((0, 2), (0, 5), None, None, None)
+    assert _pushdown((c("source") == "code") & (c("source") == "web"), 2, 5).sources == []
