@@ -257,13 +257,7 @@ impl Walk<'_> {
     /// At `[`: crosses the array; element `i` is the value of the fields of `live` whose
     /// step at `depth` is position `i`.
     fn array(&mut self, paths: &[FieldPath], live: u64, depth: usize, found: &mut [Found]) -> std::result::Result<(), NotJson> {
-        if depth >= MAX_DEPTH {
-            return Err(self.fail("nested too deep"));
-        }
-        self.pos += 1;
-        self.space();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
+        if self.opened(depth, b']')? {
             return Ok(());
         }
         let mut i = 0;
@@ -275,6 +269,21 @@ impl Walk<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// At an opening bracket of nesting `depth`: crosses it, and `true` when `close`
+    /// follows (an empty array or object, crossed too).
+    fn opened(&mut self, depth: usize, close: u8) -> std::result::Result<bool, NotJson> {
+        if depth >= MAX_DEPTH {
+            return Err(self.fail("nested too deep"));
+        }
+        self.pos += 1;
+        self.space();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.pos += 1;
+        }
+        Ok(empty)
     }
 
     /// After an element: `true` at the closing `close` (crossed), `false` at a `,`
@@ -297,13 +306,7 @@ impl Walk<'_> {
     /// At `{`: crosses the object; for each key, the fields of `live` (a bit per field)
     /// whose key at `depth` it is either end here (their value noted) or go on into it.
     fn object(&mut self, paths: &[FieldPath], live: u64, depth: usize, found: &mut [Found]) -> std::result::Result<(), NotJson> {
-        if depth >= MAX_DEPTH {
-            return Err(self.fail("nested too deep"));
-        }
-        self.pos += 1;
-        self.space();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
+        if self.opened(depth, b'}')? {
             return Ok(());
         }
         loop {
