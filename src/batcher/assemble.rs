@@ -8,7 +8,7 @@ use arrow::array::{Array, ArrayRef, DictionaryArray, RecordBatch, RecordBatchOpt
 use crate::arrow::{line_array, schema, Column, FileView, Utf8Checked};
 use crate::error::{Error, Result};
 use crate::index::LineSpan;
-use crate::options::{LineType, Options, RecordPolicy};
+use crate::options::{LineType, RecordPolicy};
 
 use super::records::Extracted;
 use super::{Batcher, Located};
@@ -36,13 +36,13 @@ impl Located {
     /// The `line` column as it is in the files, of `line_type`: views into the maps (with
     /// the UTF-8 proof for strings), or over the buffer the lines were read into.
     fn line_column(&self, batcher: &Batcher, line_type: LineType) -> Result<ArrayRef> {
-        let opts = &Options { line_type, ..batcher.inner.options.clone() };
+        let keep_terminator = batcher.inner.options.keep_terminator;
         if let Some((buffer, spans)) = self.owned.as_ref() {
             self.check_unchanged()?;
-            if opts.line_type == LineType::Utf8 {
-                self.check_owned_utf8(buffer, spans, opts.keep_terminator)?;
+            if line_type == LineType::Utf8 {
+                self.check_owned_utf8(buffer, spans, keep_terminator)?;
             }
-            return crate::arrow::owned_line_array(buffer, spans, opts.line_type, opts.keep_terminator)
+            return crate::arrow::owned_line_array(buffer, spans, line_type, keep_terminator)
                 .map_err(|source| Error::Arrow { context: batcher.path().display().to_string(), source });
         }
         if !self.gaps.is_empty() {
@@ -50,7 +50,7 @@ impl Located {
         }
         let views: Vec<FileView<'_>> = self.files.iter().map(|f| FileView { source: &f.source, index: &f.index, windows: &f.windows }).collect();
         // Checked unchanged before the first read of the map.
-        let utf8 = match opts.line_type {
+        let utf8 = match line_type {
             LineType::Utf8 => Some(Utf8Checked::check(&views)?),
             LineType::Binary => {
                 self.check_unchanged()?;
@@ -59,7 +59,7 @@ impl Located {
         };
         self.reading(|| {
             self.touch(false);
-            line_array(&views, &self.slots, &self.spans, opts.line_type, opts.keep_terminator, utf8.as_ref())
+            line_array(&views, &self.slots, &self.spans, line_type, keep_terminator, utf8.as_ref())
         })
     }
 

@@ -12,6 +12,7 @@ use arrow::array::{Array, ArrayRef, BooleanArray, StringViewArray};
 
 use crate::arrow::Piece;
 use crate::error::{Error, Result};
+use crate::index::Utf8Verdict;
 use crate::json::{Fields, Found, NotJson};
 use crate::options::RecordPolicy;
 
@@ -40,7 +41,6 @@ pub(crate) type Extracted = (Option<ArrayRef>, Vec<ArrayRef>, Option<BooleanArra
 
 /// The decoded strings of a batch, in buffers of at most [`Decoded::CHUNK`] bytes (or one
 /// string, up to `i32::MAX`: what a view's offset and the C data interface address).
-#[derive(Default)]
 struct Decoded {
     buffers: Vec<String>,
     /// Escaped bytes still to decode (decoding never lengthens a string): each buffer is
@@ -159,7 +159,7 @@ impl Located {
                 });
             }
         }
-        let mut decoded: Vec<Decoded> = escaped_bytes.iter().map(|&b| if b == 0 { Decoded::default() } else { Decoded::with_capacity(b) }).collect();
+        let mut decoded: Vec<Decoded> = escaped_bytes.iter().map(|&b| Decoded::with_capacity(b)).collect();
         for (field, row, raw) in escaped {
             let (buffer, range) = decoded[field].push(&lines.value(row).as_bytes()[raw]);
             pieces[field][row] = Piece::Decoded { buffer, range };
@@ -181,9 +181,12 @@ impl Located {
         };
         let mut found = vec![Found::Missing; records.fields.len()];
         let mut out = Vec::with_capacity(self.len());
+        // Lines are checked for UTF-8 only where the index found invalid bytes, or where they
+        // were read into memory (the bytes read may not be the ones indexed).
+        let may_be_invalid = |row: usize| self.owned.is_some() || self.file(row).index.utf8() != Utf8Verdict::Valid;
         for (row, line) in lines.enumerate() {
             // A terminator is white space to the walk.
-            let walked = if records.line_field && simdutf8::basic::from_utf8(line).is_err() {
+            let walked = if records.line_field && may_be_invalid(row) && simdutf8::basic::from_utf8(line).is_err() {
                 Err(Bad::NotJson(NotJson { at: 0, reason: "the line is not UTF-8" }))
             } else {
                 records.walk(line, &mut found)
