@@ -23,10 +23,15 @@ def train(rank, world_size, resume=None):
     dist.destroy_process_group()
 
 
-if __name__ == "__main__":
+def free_port():
+    # A fresh port for every group: the last group's port (or its neighbour) may still be taken.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(s.getsockname()[1]))
+        return str(s.getsockname()[1])
+
+
+if __name__ == "__main__":
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=free_port())
     mp.spawn(train, args=(2,), nprocs=2)
-    os.environ["MASTER_PORT"] = str(int(os.environ["MASTER_PORT"]) + 1)
+    os.environ["MASTER_PORT"] = free_port()
     mp.spawn(train, args=(3, "rank0.pt"), nprocs=3)  # resumed on 3 ranks from rank 0's state
