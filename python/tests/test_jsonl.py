@@ -255,6 +255,30 @@ def test_cli_batches_serve_the_field_and_skip_bad_records(tmp_path):
     assert r.returncode != 0 and "bad.jsonl:4" in r.stderr and "--on-bad-record skip" in r.stderr
 
 
+def test_cli_batches_print_the_fields_beside_the_lines(corpus):
+    path, records = corpus
+    out = cli("batches", "--format", "jsonl", "--seed", "3", "--batch-size", "50", "--field", "text", "--fields", "id,meta.tags,/meta/url", path)
+    rows = 0
+    for batch in map(json.loads, out.splitlines()):
+        fields = batch["fields"]
+        assert list(fields) == ["id", "meta.tags", "/meta/url"]
+        for k, number in enumerate(batch["line_numbers"]):
+            r = records[number - 1]
+            assert batch["lines"][k] == r["text"]  # escapes decoded, as the field serves them
+            assert fields["id"][k] == r["id"] and fields["meta.tags"][k] == r["meta"]["tags"]
+            assert fields["/meta/url"][k] == r["meta"].get("url")  # absent: null
+            rows += 1
+    assert rows == len(records)
+
+
+def test_cli_fields_of_bad_records_are_null_under_null(tmp_path):
+    path = bad_corpus(tmp_path)
+    out = cli("batches", "--format", "jsonl", "--no-shuffle", "--batch-size", "10", "--fields", "text", "--on-bad-record", "null", path)
+    first = json.loads(out.splitlines()[0])
+    assert first["fields"]["text"] == [f"record {i}" if i != 3 else None for i in range(10)]
+    assert first["lines"][3] == "not json"
+
+
 def test_datafusion_python_reads_field_columns(corpus):
     datafusion = pytest.importorskip("datafusion")
     path, records = corpus

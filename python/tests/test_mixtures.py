@@ -166,3 +166,27 @@ def test_torch_dataloader_workers_serve_the_mixtures_shares(three: dict[str, str
         for name, w in weights.items():
             assert counts[name] in (int(w * 40), int(w * 40) + 1), counts
     assert sorted(line for batch in batches for line in batch) == sorted(line for batch in b.epoch(0).batches() for line in batch)
+
+
+def test_cli_info_and_count_describe_the_sources(three: dict[str, str]) -> None:
+    import subprocess
+
+    from conftest import REPO
+
+    cli = str(REPO / "target" / "debug" / "mmap-batcher")
+    given = ["--source", f"web={three['web']}", "--source", f"code={three['code']}", "--source", f"books={three['books']}"]
+    weights = ["--weight", "web=0.7", "--weight", "code=0.2", "--weight", "books=0.1"]
+    run = lambda *a: subprocess.run([cli, *a], capture_output=True, text=True, check=True).stdout  # noqa: E731
+    info = run("info", *given, *weights, "--lines-per-epoch", "2000")
+    mixture = mmb.MmapBatcher(three, weights={"web": 0.7, "code": 0.2, "books": 0.1}, lines_per_epoch=2000, index_cache=False)
+    assert "\nlines per epoch: 2000\n" in info
+    for s in mixture.sources:
+        block = info.split(f"source {s['name']}\n")[1].split("source ")[0]
+        assert block.startswith(f"  files:       1\n  lines:       {s['lines']} kept\n")
+        assert f"  lines per epoch: {s['lines_per_epoch']} ({s['passes_per_epoch']:.2f} passes)" in block
+    assert run("count", three["web"]).splitlines() == ["700 kept lines, 700 physical lines"]  # no mixture
+    assert run("count", *given, *weights, "--lines-per-epoch", "500").splitlines() == ["990 kept lines, 990 physical lines", "500 lines per epoch"]
+    done = subprocess.run([cli, "index", *given, "--weight", "web=1"], capture_output=True, text=True)
+    assert done.returncode != 0 and "--weight" in done.stderr
+    assert "3 index files removed" in run("index", "--clean", *given)
+

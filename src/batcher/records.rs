@@ -174,6 +174,13 @@ impl Located {
     /// `fields` are asked; `None` for a bad record under `null`, bad records left out under
     /// `skip`. Each value comes with its row in the batch.
     pub fn values(&self, batcher: &Batcher, raw: bool) -> Result<Vec<Value<'_>>> {
+        self.values_and_fields(batcher, raw, |_, _| {})
+    }
+
+    /// [`values`](Self::values), calling `fields` with each value's line and what the walk
+    /// found of every field (`field` first, if given) — `None` for a bad record under
+    /// `null` — in the order of the values.
+    pub(crate) fn values_and_fields(&self, batcher: &Batcher, raw: bool, mut fields: impl FnMut(&[u8], Option<&[Found]>)) -> Result<Vec<Value<'_>>> {
         let keep_terminator = batcher.options().keep_terminator;
         let lines: Box<dyn Iterator<Item = &[u8]>> = if raw { Box::new(self.raw_lines()) } else { Box::new(self.lines(keep_terminator)) };
         let Some(records) = batcher.records() else {
@@ -192,22 +199,28 @@ impl Located {
                 records.walk(line, &mut found)
             };
             match walked {
-                Ok(()) => out.push((
-                    row,
-                    Some(match &found[0] {
-                        Found::Str { raw, escaped: false } if records.line_field => Cow::Borrowed(&line[raw.clone()]),
-                        Found::Str { raw, escaped: true } if records.line_field => {
-                            let mut s = String::new();
-                            crate::json::unescape(&line[raw.clone()], &mut s);
-                            Cow::Owned(s.into_bytes())
-                        }
-                        _ => Cow::Borrowed(line),
-                    }),
-                )),
+                Ok(()) => {
+                    fields(line, Some(&found));
+                    out.push((
+                        row,
+                        Some(match &found[0] {
+                            Found::Str { raw, escaped: false } if records.line_field => Cow::Borrowed(&line[raw.clone()]),
+                            Found::Str { raw, escaped: true } if records.line_field => {
+                                let mut s = String::new();
+                                crate::json::unescape(&line[raw.clone()], &mut s);
+                                Cow::Owned(s.into_bytes())
+                            }
+                            _ => Cow::Borrowed(line),
+                        }),
+                    ))
+                }
                 Err(bad) => match records.policy {
                     RecordPolicy::Error => return Err(self.bad_record(batcher, row, bad)),
                     RecordPolicy::Skip => {}
-                    RecordPolicy::Null => out.push((row, (!records.line_field).then_some(Cow::Borrowed(line)))),
+                    RecordPolicy::Null => {
+                        fields(line, None);
+                        out.push((row, (!records.line_field).then_some(Cow::Borrowed(line))))
+                    }
                 },
             }
         }

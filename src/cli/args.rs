@@ -181,7 +181,7 @@ fn parse_weight(s: &str) -> Result<(String, f64), String> {
 impl MixtureArgs {
     /// The sources named, each with its paths expanded and its weight; `None` without
     /// `--source`. A weight of a source not named is an error.
-    fn sources(&self) -> CliResult<Option<Vec<crate::Source>>> {
+    pub(crate) fn sources(&self) -> CliResult<Option<Vec<crate::Source>>> {
         if self.sources.is_empty() {
             if !self.weights.is_empty() {
                 return Err(CliError::Usage("--weight names a --source: give the sources with --source NAME=PATH".into()));

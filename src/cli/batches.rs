@@ -156,7 +156,16 @@ fn format_batch(format: Format, ready: &crate::Ready, line: &mut String) -> CliR
             line.push(']');
         }
         Format::Jsonl => {
-            let values = ready.located.values(ready.batch.batcher(), false)?;
+            let batcher = ready.batch.batcher();
+            let names = &batcher.options().fields;
+            // `--fields`: a list of each field's values, beside the lines.
+            let first = usize::from(batcher.options().field.is_some());
+            let mut columns: Vec<Vec<serde_json::Value>> = vec![Vec::new(); names.len()];
+            let values = ready.located.values_and_fields(batcher, false, |line, found| {
+                for (k, column) in columns.iter_mut().enumerate() {
+                    column.push(found.and_then(|f| f.get(first + k)).map_or(serde_json::Value::Null, |f| json_value(line, f)));
+                }
+            })?;
             let lines = values
                 .iter()
                 .map(|(_, l)| l.as_deref().map(std::str::from_utf8).transpose().map_err(|e| CliError::NotText(format!("a line is not UTF-8: {e}"))))
@@ -169,9 +178,45 @@ fn format_batch(format: Format, ready: &crate::Ready, line: &mut String) -> CliR
                 "lines": lines,
             });
             line.push_str(&obj.to_string());
+            if !names.is_empty() {
+                // Written by hand to keep the order of --fields (a JSON map would sort them).
+                line.pop();
+                line.push_str(",\"fields\":{");
+                for (k, (name, column)) in names.iter().zip(columns).enumerate() {
+                    if k > 0 {
+                        line.push(',');
+                    }
+                    line.push_str(&serde_json::Value::from(name.as_str()).to_string());
+                    line.push(':');
+                    line.push_str(&serde_json::Value::Array(column).to_string());
+                }
+                line.push_str("}}");
+            }
         }
     }
     Ok(())
+}
+
+/// A field's value as JSON: a string decoded, any other value parsed from its text (which
+/// the walk checked), `null` when absent.
+fn json_value(line: &[u8], found: &crate::json::Found) -> serde_json::Value {
+    use crate::json::Found;
+    let text = |raw: &std::ops::Range<usize>| line.get(raw.clone()).unwrap_or_default();
+    match found {
+        Found::Missing | Found::Null => serde_json::Value::Null,
+        Found::Str { raw, escaped } => {
+            let mut s = String::new();
+            match escaped {
+                true => crate::json::unescape(text(raw), &mut s),
+                false => s.push_str(&String::from_utf8_lossy(text(raw))),
+            }
+            serde_json::Value::String(s)
+        }
+        // A number beyond what serde_json holds (1e400) stays its text.
+        Found::Other(raw) => {
+            serde_json::from_slice(text(raw)).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(text(raw)).into_owned()))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,31 +4,35 @@ use std::io::{BufWriter, Write};
 
 use crate::{Batcher, IndexCache, IndexStatus, Options, SkipReason, Utf8Verdict};
 
-use crate::cli::args::{open, KeepArgs};
+use crate::cli::args::{open, open_inputs, KeepArgs, MixtureArgs};
 use crate::cli::error::{CliError, CliResult};
 
 /// Arguments of `index`, `count` and `info`: the files, which lines are kept, and where
 /// indexes live.
 #[derive(clap::Args)]
 pub struct InputArgs {
-    /// The line files (paths or globs; - for standard input).
-    #[arg(required = true)]
+    /// The line files (paths or globs; - for standard input), or none with --source.
+    #[arg(required_unless_present = "sources")]
     inputs: Vec<String>,
     #[command(flatten)]
     keep: KeepArgs,
+    #[command(flatten)]
+    mixture: MixtureArgs,
 }
 
 impl InputArgs {
     /// The corpus, its indexes found, and written where none is unless `read_only`.
     fn open(&self, read_only: bool) -> CliResult<Batcher> {
         // Nothing is batched here: no leftovers to drop (nor a notice about them).
-        let options = self.keep.apply(Options { seed: Some(0), ignore_leftovers: false, ..Options::default() })?;
+        let given = Options { seed: Some(0), ignore_leftovers: false, lines_per_epoch: self.mixture.lines_per_epoch, ..Options::default() };
+        let options = self.keep.apply(given)?;
         let index_cache = if read_only { IndexCache::ReadOnly(Box::new(options.index_cache)) } else { options.index_cache };
-        open(&self.inputs, Options { index_cache, ..options })
+        open_inputs(&self.inputs, &self.mixture, Options { index_cache, ..options })
     }
 }
 
 #[derive(clap::Args)]
+#[command(override_usage = "mmap-batcher index [OPTIONS] <INPUTS>...\n       mmap-batcher index [OPTIONS] --source NAME=PATH...")]
 pub struct IndexArgs {
     #[command(flatten)]
     input: InputArgs,
@@ -39,12 +43,14 @@ pub struct IndexArgs {
 }
 
 #[derive(clap::Args)]
+#[command(override_usage = "mmap-batcher count [OPTIONS] <INPUTS>...\n       mmap-batcher count [OPTIONS] --source NAME=PATH...")]
 pub struct CountArgs {
     #[command(flatten)]
     input: InputArgs,
 }
 
 #[derive(clap::Args)]
+#[command(override_usage = "mmap-batcher info [OPTIONS] <INPUTS>...\n       mmap-batcher info [OPTIONS] --source NAME=PATH...")]
 pub struct InfoArgs {
     #[command(flatten)]
     input: InputArgs,
@@ -87,6 +93,10 @@ fn index_bytes_per_line(b: &Batcher, f: usize) -> String {
 }
 
 pub fn index(a: IndexArgs) -> CliResult {
+    let m = &a.input.mixture;
+    if let Some(flag) = [(!m.weights.is_empty(), "--weight"), (m.lines_per_epoch.is_some(), "--lines-per-epoch")].iter().find(|f| f.0) {
+        return Err(CliError::Usage(format!("{}: how an epoch serves the sources; index builds their indexes only", flag.1)));
+    }
     if a.clean {
         return clean(&a.input);
     }
@@ -110,6 +120,9 @@ pub fn count(a: CountArgs) -> CliResult {
     let b = a.input.open(false)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{} kept lines, {} physical lines", b.num_lines(), b.physical_lines())?;
+    if b.is_mixture() {
+        writeln!(out, "{} lines per epoch", b.lines_per_epoch())?;
+    }
     Ok(())
 }
 
@@ -148,6 +161,16 @@ pub fn info(a: InfoArgs) -> CliResult {
     writeln!(out, "skipped lines: {}", describe(&total_skipped, b.options().comment_char))?;
     if !b.skipped_files().is_empty() {
         writeln!(out, "skipped: {} files", b.skipped_files().len())?;
+    }
+    if b.is_mixture() {
+        writeln!(out, "lines per epoch: {}", b.lines_per_epoch())?;
+        for s in b.sources() {
+            writeln!(out, "source {}", s.name)?;
+            writeln!(out, "  files:       {}", s.files.len())?;
+            writeln!(out, "  lines:       {} kept", s.lines)?;
+            writeln!(out, "  weight:      {:.4}", s.weight)?;
+            writeln!(out, "  lines per epoch: {} ({:.2} passes)", s.per_epoch, s.passes_per_epoch())?;
+        }
     }
     Ok(())
 }
@@ -188,7 +211,11 @@ fn describe(counts: &[u64; 3], comment: Option<u8>) -> String {
 
 /// `index --clean`: removes our index files of the inputs, wherever the options look.
 fn clean(input: &InputArgs) -> CliResult {
-    let paths = crate::expand_inputs(&input.inputs)?;
+    let paths = match input.mixture.sources()? {
+        Some(_) if !input.inputs.is_empty() => return Err(CliError::Usage("give the files with --source NAME=PATH or as inputs, not both".into())),
+        Some(sources) => sources.into_iter().flat_map(|s| s.paths).collect(),
+        None => crate::expand_inputs(&input.inputs)?,
+    };
     let dir = input.keep.index_dir.clone();
     let mut out = std::io::stdout().lock();
     let mut removed = 0u64;
