@@ -19,6 +19,7 @@ mod store;
 pub(crate) mod utf8;
 
 use crate::options::KeepRules;
+#[cfg(feature = "cli")]
 pub(crate) use persist::index_files_of;
 use record::{Layout, LONG_LINE};
 use store::Records;

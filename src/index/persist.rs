@@ -229,6 +229,7 @@ fn in_dir_prefix(data: &Path) -> String {
 /// Our index files of `data` under any keep rules: beside it, in `dir`, and in the cache
 /// directories — each a regular file of this user that starts with our magic number
 /// (what `index --clean` removes; nothing else is listed).
+#[cfg(feature = "cli")]
 pub(crate) fn index_files_of(data: &Path, dir: Option<&Path>) -> Vec<PathBuf> {
     let mut places: Vec<(PathBuf, std::ffi::OsString)> = Vec::new();
     if let (Some(parent), Some(name)) = (data.parent(), data.file_name()) {
@@ -266,6 +267,7 @@ pub(crate) fn index_files_of(data: &Path, dir: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
+#[cfg(feature = "cli")]
 fn starts_with_magic(path: &Path) -> bool {
     use std::io::Read;
     let mut word = [0u8; 8];
