@@ -1,6 +1,7 @@
 //! Many files, one corpus: one shuffled epoch over the benchmark corpus split into 100
-//! files against the same corpus as one file (ratio), and the open time of 1,000 files
-//! whose index files exist (a reopen) against building them.
+//! files against the same corpus as one file (ratio), the open time of 1,000 files
+//! whose index files exist (a reopen) against building them, and a global epoch over a
+//! tree of 30,000 small files against their concatenation (`MMB_TREE_FILES` to change it).
 //!
 //! Run: `cargo bench --bench many_files --no-default-features --features synthetic` (the corpus of `core`; the
 //! split copies go to `bench-data/split-N/`).
@@ -10,7 +11,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mmap_batcher::{Batcher, Column, Options};
+use mmap_batcher::{BatchStream, Batcher, Column, Options, StreamOptions};
 use support::{best_of, corpus, mib};
 
 /// `corpus` split at line boundaries into `parts` files (made once).
@@ -32,18 +33,67 @@ fn split(corpus: &std::path::Path, parts: usize) -> Vec<PathBuf> {
     paths
 }
 
+/// A tree of `files` small files of 40 lines (100 directories), and their concatenation
+/// (made once): the shape of a source tree.
+fn tree(files: usize) -> (Vec<PathBuf>, PathBuf) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("bench-data/tree-{files}"));
+    let one = dir.with_extension("txt");
+    let paths: Vec<PathBuf> = (0..files).map(|i| dir.join(format!("d{:03}/f{:05}.txt", i % 100, i))).collect();
+    if one.exists() && paths.iter().all(|p| p.exists()) {
+        return (paths, one);
+    }
+    let mut all = Vec::new();
+    let mut state = 1u64;
+    for (i, p) in paths.iter().enumerate() {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let mut text = Vec::new();
+        for k in 0..40 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let pad = 5 + (state >> 33) as usize % 56;
+            text.extend_from_slice(format!("file {i} line {k} {}\n", "x".repeat(pad)).as_bytes());
+        }
+        std::fs::write(p, &text).unwrap();
+        all.extend_from_slice(&text);
+    }
+    std::fs::write(&one, &all).unwrap();
+    (paths, one)
+}
+
 fn epoch_seconds(b: &Batcher) -> (f64, u64) {
-    let (t, rows) = best_of(3, || {
+    let runs = std::env::var("MMB_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let (t, rows) = best_of(runs, || {
         let epoch = b.epoch(0).unwrap();
         epoch.batches().map(|x| x.to_record_batch_with(&[Column::Line]).unwrap().num_rows() as u64).sum::<u64>()
     });
     (t.as_secs_f64(), rows)
 }
 
+/// One epoch through a stream whose `builders` assemble the line column (what the Python
+/// iterators and the engines read).
+fn streamed_seconds(b: &Batcher, builders: usize) -> f64 {
+    let runs = std::env::var("MMB_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let columns: std::sync::Arc<[Column]> = vec![Column::Line].into();
+    let (t, _) = best_of(runs, || {
+        let n = b.epoch(0).unwrap().num_batches();
+        let options = StreamOptions { builders: Some(builders), columns: Some(columns.clone()), ..Default::default() };
+        BatchStream::with_options(b, (0..n).map(|k| (0, k)), options).map(|r| r.unwrap().to_record_batch(&columns).unwrap().num_rows()).sum::<usize>()
+    });
+    t.as_secs_f64()
+}
+
 fn main() {
+    let threads = std::env::var("MMB_THREADS").ok().and_then(|s| s.parse().ok());
+    let opts = Options { batch_size: 1024, seed: Some(1), threads, ..Default::default() };
+    // `-- tree`: the tree alone (to profile it).
+    if std::env::args().skip(1).all(|a| a != "tree") {
+        split_and_reopen(&opts);
+    }
+    the_tree(&opts);
+}
+
+fn split_and_reopen(opts: &Options) {
     let path = corpus();
     println!("corpus {} ({:.0} MiB)", path.display(), mib(std::fs::metadata(&path).unwrap().len()));
-    let opts = Options { batch_size: 1024, seed: Some(1), ..Default::default() };
     let one = Batcher::open(&path, opts.clone()).unwrap();
     let (t1, rows1) = epoch_seconds(&one);
     let parts = split(&path, 100);
@@ -70,4 +120,23 @@ fn main() {
         t_reopen.as_secs_f64(),
         reopened.num_lines()
     );
+}
+
+fn the_tree(opts: &Options) {
+    let files = std::env::var("MMB_TREE_FILES").ok().and_then(|s| s.parse().ok()).unwrap_or(30_000);
+    let (paths, one) = tree(files);
+    let tree = Batcher::open_many(&paths, opts.clone()).unwrap();
+    let (t_tree, rows_tree) = epoch_seconds(&tree);
+    let whole = Batcher::open(&one, opts.clone()).unwrap();
+    let (t_one, rows_one) = epoch_seconds(&whole);
+    assert_eq!(rows_tree, rows_one);
+    println!(
+        "a tree of {files} files, global epoch: {t_tree:.3} s against {t_one:.3} s as one file ({} lines): ratio {:.2}x",
+        rows_one,
+        t_tree / t_one
+    );
+    for builders in [1, 2] {
+        let (tree_s, one_s) = (streamed_seconds(&tree, builders), streamed_seconds(&whole, builders));
+        println!("  streamed, {builders} builder(s): {tree_s:.3} s against {one_s:.3} s: ratio {:.2}x", tree_s / one_s);
+    }
 }

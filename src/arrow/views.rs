@@ -32,6 +32,11 @@ use crate::source::SourceFile;
 /// A file's map cut into view data buffers.
 #[derive(Debug)]
 pub(crate) struct Windows {
+    /// The one window of a file that fits in one (nearly every file), kept inline: a batch
+    /// drawn from a tree reads a thousand files' windows, and behind a `Vec` each was one
+    /// more cache miss.
+    whole: Option<Buffer>,
+    /// Otherwise: where each window starts, and the windows.
     starts: Vec<u64>,
     buffers: Vec<Buffer>,
 }
@@ -44,11 +49,7 @@ impl Windows {
         let mut starts = Vec::new();
         let mut buffers = Vec::new();
         if file_len <= MAX_LINE_LEN {
-            if let Some(b) = source.window(0..file_len as usize) {
-                starts.push(0);
-                buffers.push(b);
-            }
-            return Windows { starts, buffers };
+            return Windows { whole: source.window(0..file_len as usize), starts, buffers };
         }
         let n = index.len();
         let mut k = 0;
@@ -71,14 +72,24 @@ impl Windows {
             }
             k = lo;
         }
-        Windows { starts, buffers }
+        Windows { whole: None, starts, buffers }
     }
 
-    /// (window, offset inside it) of a line starting at `start`.
+    /// The data buffers, in the order views name them.
+    fn buffers(&self) -> impl Iterator<Item = &Buffer> {
+        self.whole.iter().chain(&self.buffers)
+    }
+
+    /// (window, offset inside it) of a line starting at `start`, and whether `len` bytes
+    /// from there fit in that window.
     #[inline]
-    fn locate(&self, start: u64) -> (usize, u64) {
-        let w = if self.starts.len() == 1 { 0 } else { self.starts.partition_point(|&s| s <= start).saturating_sub(1) };
-        (w, start - self.starts.get(w).copied().unwrap_or(0))
+    fn locate(&self, start: u64, len: u64) -> (usize, u64, bool) {
+        if let Some(whole) = &self.whole {
+            return (0, start, start.saturating_add(len) <= whole.len() as u64);
+        }
+        let w = self.starts.partition_point(|&s| s <= start).saturating_sub(1);
+        let offset = start - self.starts.get(w).copied().unwrap_or(0);
+        (w, offset, self.buffers.get(w).is_some_and(|b| offset + len <= b.len() as u64))
     }
 }
 
@@ -184,7 +195,7 @@ pub(crate) fn line_array(
     let mut buffers = Vec::new();
     for f in files {
         bases.push(buffers.len() as u32);
-        buffers.extend(f.windows.buffers.iter().cloned());
+        buffers.extend(f.windows.buffers().cloned());
     }
     let corrupt = |file: &FileView<'_>, span: &LineSpan| Error::CorruptIndex {
         path: file.source.path().to_path_buf(),
@@ -198,9 +209,9 @@ pub(crate) fn line_array(
     let mut views = Vec::with_capacity(spans.len());
     match (files, slots.is_empty()) {
         // One file in one window (files under 2 GiB): offsets are file offsets.
-        ([file], true) if file.windows.buffers.len() == 1 => {
+        ([file], true) if file.windows.whole.is_some() => {
             let bytes = file.source.bytes();
-            let window_len = file.windows.buffers[0].len();
+            let window_len = file.windows.whole.as_ref().map_or(0, Buffer::len);
             let cuts = cuts[0];
             for span in spans {
                 let range = span.served_range(keep_terminator);
@@ -217,8 +228,7 @@ pub(crate) fn line_array(
                 let slot = slots.get(i).copied().unwrap_or(0) as usize;
                 let file = &files[slot];
                 let range = span.served_range(keep_terminator);
-                let (w, offset) = file.windows.locate(span.start);
-                let fits = file.windows.buffers.get(w).is_some_and(|b| offset + (range.end - range.start) as u64 <= b.len() as u64);
+                let (w, offset, fits) = file.windows.locate(span.start, (range.end - range.start) as u64);
                 let line = maps[slot].get(range).filter(|_| fits).ok_or_else(|| corrupt(file, span))?;
                 if !cuts[slot].hold(maps[slot], span, line) {
                     return Err(miscut(file, span));

@@ -1,9 +1,7 @@
 //! A batch's lines found in the index and read: views into the maps, or copies read
 //! with `pread`; which thread may read a map, and when (see [`Located::prefetch`]).
 
-use std::sync::Arc;
-
-use crate::corpus::OpenFile;
+use crate::corpus::{BatchFiles, OpenFile};
 use crate::error::Result;
 use crate::index::LineSpan;
 
@@ -15,12 +13,12 @@ impl Batcher {
     /// [`Located::resolve_gaps`] (or [`Located::read_into_memory`]) cuts them at their newline.
     pub(crate) fn locate_with(&self, ids: &[u64]) -> Result<Located> {
         let corpus = &self.inner.corpus;
-        let mut files: Vec<Arc<OpenFile>> = Vec::new();
+        let files;
         let mut file_ids: Vec<usize> = Vec::new();
         let mut slots: Vec<u32> = Vec::new();
         let mut locals: Vec<u64> = Vec::with_capacity(ids.len());
         if corpus.num_files() == 1 {
-            files.push(corpus.file(0)?);
+            files = BatchFiles::Held(vec![corpus.file(0)?]);
             locals.extend_from_slice(ids);
         } else {
             slots.reserve(ids.len());
@@ -89,7 +87,7 @@ impl Batcher {
 /// read-ahead of [`BatchStream`](crate::BatchStream)) and used on another.
 #[derive(Debug)]
 pub struct Located {
-    pub(super) files: Vec<Arc<OpenFile>>,
+    pub(super) files: BatchFiles,
     /// Corpus index of each of `files` (empty for a one-file corpus: file 0).
     pub(super) file_ids: Vec<usize>,
     /// Per line: its index into `files` (empty when there is one file).
