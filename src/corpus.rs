@@ -32,7 +32,6 @@ impl OpenFile {
 }
 
 /// The files of one batch, kept mapped while it lives, indexed by the batch's slots.
-#[derive(Debug)]
 pub(crate) enum BatchFiles {
     /// Each held by a count of its own (one file, or a corpus that maps files on demand).
     Held(Vec<Arc<OpenFile>>),
@@ -56,6 +55,13 @@ impl BatchFiles {
 
     pub(crate) fn first(&self) -> Option<&OpenFile> {
         (self.len() > 0).then(|| &self[0])
+    }
+}
+
+impl std::fmt::Debug for BatchFiles {
+    /// The batch's files only (not the whole corpus a pinned batch holds).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter().map(|file| file.source.path())).finish()
     }
 }
 
