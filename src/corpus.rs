@@ -566,7 +566,7 @@ fn open_file(
         None => options.index_cache.clone(),
     };
     let req = IndexRequest { rules: options.keep_rules(), cache: &cache, progress, cancel, from_disk: io != ResolvedIo::Cached, from_copy: false };
-    let copy = options.io == crate::IoPolicy::Copy || (!options.trust_files && source.others_can_write()?);
+    let copy = options.io == crate::IoPolicy::Copy || (!options.trust_files && source.others_can_write());
     // From a copy when it fits, so that bytes changed during the build cannot reach the
     // index; a larger file is indexed through the map (a truncation then is an error of the
     // guarded build), its lines still read with `pread` and validated when served.

@@ -221,9 +221,35 @@ fn in_dir(dir: &Path, data: &Path, rules: KeepRules) -> PathBuf {
 /// The name of `data`'s index files in a directory, up to the rules' tag.
 fn in_dir_prefix(data: &Path) -> String {
     let name = data.file_name().map_or_else(|| "stdin".into(), |n| n.to_string_lossy().into_owned());
-    let canonical = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
-    let hash = fnv1a(canonical.as_os_str().as_encoded_bytes());
+    let hash = fnv1a(canonical(data).as_os_str().as_encoded_bytes());
     format!("{name}-{hash:016x}.")
+}
+
+/// `data` with every symbolic link resolved, as `realpath` gives it, with each directory
+/// resolved once per process: `realpath` reads every component of the path (four `readlink`
+/// calls for `/tmp/tree/d000/f.txt`), and a tree of 30,000 files asked that of the same
+/// hundred directories over and over. Only the file itself is looked at each time (is it a
+/// link?). A directory re-linked meanwhile can only give another index file name: what an
+/// index file holds is checked against the data file's identity whatever its name.
+fn canonical(data: &Path) -> PathBuf {
+    static DIRS: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, PathBuf>>> = std::sync::Mutex::new(None);
+    let resolve = || std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
+    let (Some(dir), Some(name)) = (data.parent(), data.file_name()) else { return resolve() };
+    let plain = data.is_absolute() && matches!(data.components().next_back(), Some(std::path::Component::Normal(_)));
+    if !plain || std::fs::symlink_metadata(data).map_or(true, |m| m.file_type().is_symlink()) {
+        return resolve();
+    }
+    let mut dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    let dirs = dirs.get_or_insert_with(Default::default);
+    if dirs.len() >= 1 << 16 {
+        dirs.clear();
+    }
+    if let Some(resolved) = dirs.get(dir) {
+        return resolved.join(name);
+    }
+    let Ok(resolved) = std::fs::canonicalize(dir) else { return resolve() };
+    dirs.insert(dir.to_path_buf(), resolved.clone());
+    resolved.join(name)
 }
 
 /// Our index files of `data` under any keep rules: beside it, in `dir`, and in the cache
@@ -526,5 +552,26 @@ impl Drop for BuildLock<'_> {
         if let Some(file) = self.file {
             let _ = rustix::fs::flock(file, rustix::fs::FlockOperation::Unlock);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn canonical_names_resolve_links_as_realpath_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("f.txt"), "x\n").unwrap();
+        std::os::unix::fs::symlink(&real, tmp.path().join("dir-link")).unwrap();
+        std::os::unix::fs::symlink(real.join("f.txt"), real.join("file-link")).unwrap();
+        let cases = [real.join("f.txt"), tmp.path().join("dir-link/f.txt"), real.join("file-link"), real.join("../real/f.txt")];
+        for _ in 0..2 {
+            // The second round answers from the directories resolved in the first.
+            for p in &cases {
+                assert_eq!(super::canonical(p), std::fs::canonicalize(p).unwrap(), "{}", p.display());
+            }
+        }
+        assert_eq!(super::canonical(&real.join("missing")), real.join("missing"));
     }
 }

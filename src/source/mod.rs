@@ -124,6 +124,10 @@ pub struct SourceFile {
     file: Option<File>,
     map: Arc<Mmap>,
     identity: Identity,
+    /// Someone other than this user may write it (see [`others_can_write`]): from the same
+    /// `stat` as `identity`, so a change of owner or mode since is a change of identity
+    /// (its `ctime`), seen by the next check.
+    others_can_write: bool,
     /// Standard input, data copied from a pipe, FIFO or special file, or decompressed,
     /// into a private temporary file: it has no lasting name to keep an index under.
     anonymous: bool,
@@ -190,10 +194,11 @@ impl SourceFile {
             let file = decompress::decompress(path, &file, format, cancel)?;
             return Self::from_private(path, file);
         }
-        match map::map_file(&file) {
+        match map::map_file_of_len(&file, meta.len()) {
             Ok(map) => Ok(SourceFile {
                 path: path.to_path_buf(),
                 identity: Identity::of(&meta),
+                others_can_write: others_can_write(&meta),
                 file: Some(file),
                 map: Arc::new(map),
                 anonymous: false,
@@ -226,6 +231,7 @@ impl SourceFile {
         Ok(SourceFile {
             path: path.to_path_buf(),
             identity: Identity::of(&meta),
+            others_can_write: false,
             file: Some(file),
             map: Arc::new(map),
             anonymous: true,
@@ -289,11 +295,8 @@ impl SourceFile {
     }
 
     /// See [`others_can_write`]; `false` for spooled input (our own file).
-    pub(crate) fn others_can_write(&self) -> Result<bool> {
-        if self.anonymous {
-            return Ok(false);
-        }
-        Ok(others_can_write(&self.status()?))
+    pub(crate) fn others_can_write(&self) -> bool {
+        self.others_can_write
     }
 
     pub(crate) fn random_reader(&self) -> Result<&File> {
