@@ -85,13 +85,14 @@ struct Entry {
     physical_lines: u64,
     status: IndexStatus,
     utf8: Utf8Verdict,
+    /// `None` while unmapped (many-file corpora only).
+    open: Mutex<Option<Arc<OpenFile>>>,
+    last_used: AtomicU64,
 }
 
 /// One file as its parallel open hands it back.
 struct Opened {
     entry: Entry,
-    /// The file, if it stays mapped.
-    file: Option<Arc<OpenFile>>,
     lines: u64,
     /// Block cut points, as local line ids.
     cuts: Vec<u64>,
@@ -102,12 +103,6 @@ struct Opened {
 #[derive(Debug)]
 pub(crate) struct Corpus {
     entries: Vec<Entry>,
-    /// Each file, `None` while unmapped (many-file corpora only). Apart from `entries`: a
-    /// batch drawn at random from a tree touches a thousand files, and these slots of 16
-    /// bytes stay in the CPU's caches where the entries would not.
-    open: Vec<Mutex<Option<Arc<OpenFile>>>>,
-    /// Each file's last use, for an evicting corpus.
-    last_used: Vec<AtomicU64>,
     /// Every file, when all stay mapped for the corpus's life (none is ever unmapped).
     pinned: Option<Arc<[Arc<OpenFile>]>>,
     /// `first[f]`: the id of file `f`'s first line; `first[len]`: the total.
@@ -172,13 +167,15 @@ impl Corpus {
                 identity: *file.source.identity(),
                 physical_lines: file.index.physical_lines(),
                 utf8: file.index.utf8(),
+                open: Mutex::new(None),
+                last_used: AtomicU64::new(0),
                 status,
             };
             // Files indexed in memory only stay mapped: re-indexing them would cost a build.
             let stays_open = keep_open || entry.status.path().is_none();
             let lines = file.index.len();
-            let file = stays_open.then(|| Arc::new(file));
-            Ok(Opened { entry, file, lines, cuts, notices })
+            *lock(&entry.open) = stays_open.then(|| Arc::new(file));
+            Ok(Opened { entry, lines, cuts, notices })
         };
         let mut results: Vec<Option<Result<Opened>>> = (0..paths.len()).map(|_| None).collect();
         if paths.len() == 1 {
@@ -212,7 +209,6 @@ impl Corpus {
             }
         }
         let mut entries = Vec::with_capacity(paths.len());
-        let mut open = Vec::with_capacity(paths.len());
         let mut first = vec![0u64];
         let mut all_cuts = vec![0u64];
         let mut skipped: Vec<(PathBuf, String)> = Vec::new();
@@ -240,7 +236,6 @@ impl Corpus {
             all_cuts.push(base + opened.lines);
             first.push(base + opened.lines);
             entries.push(opened.entry);
-            open.push(Mutex::new(opened.file));
         }
         if entries.is_empty() {
             // Every file was bad: the first one's error says why.
@@ -252,17 +247,15 @@ impl Corpus {
         if !skipped.is_empty() {
             notices.push(skipped_notice(&skipped));
         }
-        let open_count = open.iter().filter(|f| lock(f).is_some()).count();
+        let open_count = entries.iter().filter(|e| lock(&e.open).is_some()).count();
         let n = *first.last().unwrap_or(&0);
         // Files are unmapped only to stay within `max_open`: with every file mapped and
         // within it, none ever is.
-        let pinned = (open_count == open.len() && open_count <= max_open)
-            .then(|| open.iter().filter_map(|f| lock(f).clone()).collect::<Arc<[Arc<OpenFile>]>>());
+        let pinned = (open_count == entries.len() && open_count <= max_open)
+            .then(|| entries.iter().filter_map(|e| lock(&e.open).clone()).collect::<Arc<[Arc<OpenFile>]>>());
         let corpus = Corpus {
             pinned,
-            last_used: entries.iter().map(|_| AtomicU64::new(0)).collect(),
             entries,
-            open,
             first,
             options: options.clone(),
             io,
@@ -356,10 +349,10 @@ impl Corpus {
             return Ok(BatchFiles::Pinned { all: all.clone(), ids: fs.to_vec() });
         }
         for &f in fs {
-            crate::source::prefetch_value(&self.open[f]);
+            crate::source::prefetch_value(&self.entries[f].open);
         }
         for &f in fs {
-            if let Some(file) = lock(&self.open[f]).as_ref() {
+            if let Some(file) = lock(&self.entries[f].open).as_ref() {
                 crate::source::prefetch_value(&**file);
             }
         }
@@ -376,10 +369,10 @@ impl Corpus {
         if self.entries.len() > self.max_open {
             // Only an evicting corpus needs the order of use: the shared clock is a cache
             // line both batch threads write (10% of a global epoch over 30,000 files).
-            self.last_used[f].store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            entry.last_used.store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         }
         {
-            let guard = lock(&self.open[f]);
+            let guard = lock(&entry.open);
             if let Some(file) = guard.as_ref() {
                 return Ok(file.clone());
             }
@@ -400,7 +393,7 @@ impl Corpus {
             return Err(Error::FileChanged { path: entry.path.clone(), what });
         }
         let file = Arc::new(file);
-        let mut guard = lock(&self.open[f]);
+        let mut guard = lock(&entry.open);
         if let Some(existing) = guard.as_ref() {
             return Ok(existing.clone());
         }
@@ -415,8 +408,8 @@ impl Corpus {
     /// Checks by `stat` that every path still names the file indexed, unchanged, without
     /// mapping the files not mapped now.
     pub(crate) fn check_paths_unchanged(&self) -> Result<()> {
-        for (entry, open) in self.entries.iter().zip(&self.open) {
-            let open = lock(open).clone();
+        for entry in &self.entries {
+            let open = lock(&entry.open).clone();
             match open {
                 Some(file) => file.source.check_path_unchanged()?,
                 None => {
@@ -463,8 +456,8 @@ impl Corpus {
             .iter()
             .enumerate()
             .filter(|(i, e)| *i != keep && e.status.path().is_some())
-            .filter(|&(i, _)| lock(&self.open[i]).is_some())
-            .map(|(i, _)| (self.last_used[i].load(Ordering::Relaxed), i))
+            .filter(|(_, e)| lock(&e.open).is_some())
+            .map(|(i, e)| (e.last_used.load(Ordering::Relaxed), i))
             .collect();
         let over = self.open_count.load(Ordering::Relaxed).saturating_sub(self.max_open);
         let count = (over + self.max_open / 8).max(1).min(open.len());
@@ -473,7 +466,7 @@ impl Corpus {
         }
         open.select_nth_unstable(count - 1);
         for &(_, v) in &open[..count] {
-            if lock(&self.open[v]).take().is_some() {
+            if lock(&self.entries[v].open).take().is_some() {
                 self.open_count.fetch_sub(1, Ordering::Relaxed);
             }
         }

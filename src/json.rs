@@ -97,6 +97,21 @@ pub enum Found {
     Other(Range<usize>),
 }
 
+impl Found {
+    /// The contents of a string found in `line`, decoded where they hold escapes; `None`
+    /// for any other value (or a range outside `line`).
+    pub(crate) fn string<'a>(&self, line: &'a [u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let Found::Str { raw, escaped } = self else { return None };
+        let raw = line.get(raw.clone())?;
+        if !escaped {
+            return Some(std::borrow::Cow::Borrowed(raw));
+        }
+        let mut s = String::new();
+        unescape(raw, &mut s);
+        Some(std::borrow::Cow::Owned(s.into_bytes()))
+    }
+}
+
 /// Why a line is not a JSON object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotJson {

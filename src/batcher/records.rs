@@ -201,18 +201,8 @@ impl Located {
             match walked {
                 Ok(()) => {
                     fields(line, Some(&found));
-                    out.push((
-                        row,
-                        Some(match &found[0] {
-                            Found::Str { raw, escaped: false } if records.line_field => Cow::Borrowed(&line[raw.clone()]),
-                            Found::Str { raw, escaped: true } if records.line_field => {
-                                let mut s = String::new();
-                                crate::json::unescape(&line[raw.clone()], &mut s);
-                                Cow::Owned(s.into_bytes())
-                            }
-                            _ => Cow::Borrowed(line),
-                        }),
-                    ))
+                    let field = if records.line_field { found[0].string(line) } else { None };
+                    out.push((row, Some(field.unwrap_or(Cow::Borrowed(line)))))
                 }
                 Err(bad) => match records.policy {
                     RecordPolicy::Error => return Err(self.bad_record(batcher, row, bad)),

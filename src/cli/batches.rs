@@ -204,14 +204,7 @@ fn json_value(line: &[u8], found: &crate::json::Found) -> serde_json::Value {
     let text = |raw: &std::ops::Range<usize>| line.get(raw.clone()).unwrap_or_default();
     match found {
         Found::Missing | Found::Null => serde_json::Value::Null,
-        Found::Str { raw, escaped } => {
-            let mut s = String::new();
-            match escaped {
-                true => crate::json::unescape(text(raw), &mut s),
-                false => s.push_str(&String::from_utf8_lossy(text(raw))),
-            }
-            serde_json::Value::String(s)
-        }
+        Found::Str { .. } => serde_json::Value::String(String::from_utf8_lossy(&found.string(line).unwrap_or_default()).into_owned()),
         // A number beyond what serde_json holds (1e400) stays its text.
         Found::Other(raw) => {
             serde_json::from_slice(text(raw)).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(text(raw)).into_owned()))
