@@ -105,8 +105,8 @@ pub(crate) struct Corpus {
     entries: Vec<Entry>,
     /// Every file, when all stay mapped for the corpus's life (none is ever unmapped).
     pinned: Option<Arc<[Arc<OpenFile>]>>,
-    /// `first[f]`: the id of file `f`'s first line; `first[len]`: the total.
-    first: Vec<u64>,
+    /// Where each file's line ids start.
+    starts: crate::file_starts::FileStarts,
     /// The options of the open, for re-opening an unmapped file the same way.
     options: Options,
     io: ResolvedIo,
@@ -122,6 +122,8 @@ pub(crate) struct Corpus {
     notices: Vec<String>,
     /// Files left out under `on_bad_file = Skip`, with why.
     skipped: Vec<(PathBuf, String)>,
+    /// The files in the order of their directories (for the paths' check at each epoch).
+    by_dir: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl Corpus {
@@ -132,8 +134,8 @@ impl Corpus {
         let paths = &unique[..];
         // Decided before any file is mapped: the index build's reads already come in the
         // page sizes the epochs want (the kernel keeps cached pages at the size read).
-        let total_bytes: u64 = metas.iter().map(|m| m.len()).sum();
-        let untrusted = if options.trust_files { 0 } else { metas.iter().filter(|m| crate::source::others_can_write(m)).count() };
+        let total_bytes: u64 = metas.iter().flatten().map(|m| m.len()).sum();
+        let untrusted = if options.trust_files { 0 } else { metas.iter().flatten().filter(|m| crate::source::others_can_write(m)).count() };
         let io = if untrusted > 0 {
             // Views into a map that someone else can change without a trace are unsound:
             // read every line into the batch's own buffer, validated there.
@@ -151,9 +153,12 @@ impl Corpus {
         // What the corpus keeps of each file opened: the file itself only if it stays
         // mapped (a corpus of more files than `max_open_files` maps them on demand, so the
         // open must not hold a descriptor per file either).
-        let open_one = |path: &Path| -> Result<Opened> {
+        let slots = pack_slots(&metas, io, keep_open);
+        let open_one = |i: usize| -> Result<Opened> {
+            let path = &paths[i];
             let mut notices = Vec::new();
-            let file = open_file(path, options, Serving { io, watch: watch.as_ref() }, progress, cancel, &mut notices, None)?;
+            let slot = lock(&slots[i]).take();
+            let file = open_file(path, options, Serving { io, watch: watch.as_ref() }, progress, cancel, &mut notices, Opening::First(slot))?;
             if let (Utf8Verdict::Invalid { line_id, offset }, FilePolicy::Skip, LineType::Utf8) =
                 (file.index.utf8(), options.on_bad_file, options.line_type)
             {
@@ -179,7 +184,7 @@ impl Corpus {
         };
         let mut results: Vec<Option<Result<Opened>>> = (0..paths.len()).map(|_| None).collect();
         if paths.len() == 1 {
-            results[0] = Some(open_one(&paths[0]));
+            results[0] = Some(open_one(0));
         } else {
             // Many files: one file per thread at a time (each build is itself parallel
             // only for files over 2 MiB).
@@ -193,7 +198,7 @@ impl Corpus {
                         if i >= paths.len() {
                             break;
                         }
-                        let r = open_one(&paths[i]);
+                        let r = open_one(i);
                         let skip = options.on_bad_file == FilePolicy::Skip;
                         let failed = r.as_ref().is_err_and(|e| !(skip && e.is_bad_file()));
                         *lock(&slots[i]) = Some(r);
@@ -256,7 +261,7 @@ impl Corpus {
         let corpus = Corpus {
             pinned,
             entries,
-            first,
+            starts: crate::file_starts::FileStarts::new(first),
             options: options.clone(),
             io,
             max_open,
@@ -266,6 +271,7 @@ impl Corpus {
             blocks: if block_bytes.is_some() { BlockLayout::from_starts(all_cuts) } else { BlockLayout::single(n) },
             notices,
             skipped,
+            by_dir: std::sync::OnceLock::new(),
         };
         Ok(corpus)
     }
@@ -275,7 +281,7 @@ impl Corpus {
     }
 
     pub(crate) fn num_lines(&self) -> u64 {
-        *self.first.last().unwrap_or(&0)
+        self.starts.total()
     }
 
     pub(crate) fn physical_lines(&self) -> u64 {
@@ -324,7 +330,7 @@ impl Corpus {
 
     /// The line-id range of file `f`.
     pub(crate) fn file_lines(&self, f: usize) -> std::ops::Range<u64> {
-        self.first[f]..self.first[f + 1]
+        self.starts.lines_of(f)
     }
 
     /// The file holding line `id`, and the line's id within it.
@@ -333,8 +339,7 @@ impl Corpus {
         if self.entries.len() == 1 {
             return (0, id);
         }
-        let f = self.first.partition_point(|&s| s <= id) - 1;
-        (f, id - self.first[f])
+        self.starts.locate(id)
     }
 
     /// Files `fs`, each as [`file`](Self::file) gives it. A batch drawn at random from a
@@ -386,7 +391,7 @@ impl Corpus {
             &|_| {},
             &crate::source::NeverCancel,
             &mut notices,
-            entry.status.path(),
+            Opening::Again(entry.status.path()),
         )
         .map_err(|e| self.explain_exhaustion(e))?;
         if let Some(what) = entry.identity.difference(file.source.identity()) {
@@ -406,21 +411,66 @@ impl Corpus {
     }
 
     /// Checks by `stat` that every path still names the file indexed, unchanged, without
-    /// mapping the files not mapped now.
+    /// mapping the files not mapped now: on every core for many files, the files of each
+    /// directory one after another so that each directory is resolved once. The first file
+    /// in corpus order that changed is the error.
     pub(crate) fn check_paths_unchanged(&self) -> Result<()> {
-        for entry in &self.entries {
-            let open = lock(&entry.open).clone();
-            match open {
-                Some(file) => file.source.check_path_unchanged()?,
-                None => {
-                    let meta = std::fs::metadata(&entry.path).map_err(|e| Error::from_io(&entry.path, e))?;
-                    if let Some(what) = entry.identity.difference(&Identity::of(&meta)) {
-                        return Err(Error::FileChanged { path: entry.path.clone(), what });
-                    }
+        let by_dir = self.by_dir.get_or_init(|| {
+            let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
+            order.sort_by(|&a, &b| self.entries[a as usize].path.parent().cmp(&self.entries[b as usize].path.parent()));
+            order
+        });
+        // The earliest file (in corpus order) of `files` that changed, and why.
+        let check = |files: &[u32]| -> Option<(u32, Error)> {
+            let mut stats = crate::source::PathStats::default();
+            let mut first: Option<(u32, Error)> = None;
+            for &f in files {
+                if first.as_ref().is_some_and(|(g, _)| *g < f) {
+                    continue;
+                }
+                if let Err(e) = self.check_path_unchanged(f as usize, &mut stats) {
+                    first = Some((f, e));
+                }
+            }
+            first
+        };
+        // A `stat` costs microseconds: threads pay off from a few thousand files.
+        let n = by_dir.len();
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n / 2048).max(1);
+        let failed = if threads == 1 {
+            check(by_dir).into_iter().collect::<Vec<_>>()
+        } else {
+            std::thread::scope(|s| {
+                let parts: Vec<_> = by_dir.chunks(n.div_ceil(threads)).map(|part| s.spawn(move || check(part))).collect();
+                parts
+                    .into_iter()
+                    .filter_map(|h| h.join().unwrap_or_else(|_| Some((0, Error::Internal { message: "a path check panicked".into() }))))
+                    .collect()
+            })
+        };
+        match failed.into_iter().min_by_key(|(f, _)| *f) {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`check_paths_unchanged`](Self::check_paths_unchanged) for file `f`.
+    fn check_path_unchanged(&self, f: usize, stats: &mut crate::source::PathStats) -> Result<()> {
+        let entry = &self.entries[f];
+        let open = match &self.pinned {
+            Some(all) => Some(all[f].clone()),
+            None => lock(&entry.open).clone(),
+        };
+        match open {
+            Some(file) => file.source.check_path_unchanged(stats),
+            None => {
+                let now = stats.identity(&entry.path).map_err(|e| Error::from_io(&entry.path, e))?;
+                match entry.identity.difference(&now) {
+                    Some(what) => Err(Error::FileChanged { path: entry.path.clone(), what }),
+                    None => Ok(()),
                 }
             }
         }
-        Ok(())
     }
 
     /// Out of descriptors or maps while mapping a file again: the files the batches in
@@ -480,8 +530,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// `paths` with every file reached a second time (same device and inode: a symlink, a
 /// hard link, overlapping globs; `-` twice) left out and named in a notice, or an error;
-/// and the metadata of the files kept (one `stat` each, for the open's I/O decisions).
-fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>) -> Result<(Vec<PathBuf>, Vec<std::fs::Metadata>)> {
+/// and the metadata of each file kept (one `stat` each, for the open's I/O decisions;
+/// `None` for standard input and paths that could not be read).
+fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>) -> Result<(Vec<PathBuf>, Vec<Option<std::fs::Metadata>>)> {
     use std::os::unix::fs::MetadataExt;
     let mut seen: std::collections::HashMap<(u64, u64), &PathBuf> = std::collections::HashMap::new();
     let mut stdin: Option<&PathBuf> = None;
@@ -489,6 +540,7 @@ fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>)
     let mut metas = Vec::with_capacity(paths.len());
     let mut twice: Vec<(&PathBuf, &PathBuf)> = Vec::new();
     for p in paths {
+        let mut meta = None;
         let first = if p.as_os_str() == "-" {
             stdin.replace(p)
         } else {
@@ -498,7 +550,7 @@ fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>)
                     std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
                     std::collections::hash_map::Entry::Vacant(v) => {
                         v.insert(p);
-                        metas.push(m);
+                        meta = Some(m);
                         None
                     }
                 },
@@ -510,7 +562,10 @@ fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>)
                 return Err(Error::DuplicateInput { path: p.clone(), first: first.clone(), second: p.clone() });
             }
             Some(first) => twice.push((p, first)),
-            None => unique.push(p.clone()),
+            None => {
+                unique.push(p.clone());
+                metas.push(meta);
+            }
         }
     }
     if !twice.is_empty() {
@@ -532,7 +587,6 @@ fn skipped_notice(skipped: &[(PathBuf, String)]) -> String {
     format!("{} file(s) skipped (on_bad_file=\"skip\" / --skip-bad-files): {}{more}", skipped.len(), shown.join("; "))
 }
 
-/// Opens, indexes and checks one file. `index_path`: the index file to use (a re-open).
 /// How the files of a corpus are served: the I/O decided at the open, and the watch of
 /// the files mapped without a descriptor.
 #[derive(Clone, Copy)]
@@ -541,6 +595,14 @@ struct Serving<'a> {
     watch: Option<&'a Arc<ChangeWatch>>,
 }
 
+/// Which open of a file: the corpus's first (with the file's place in a pack, if it has
+/// one), or a re-open of a file unmapped since, with the index file found the first time.
+enum Opening<'a> {
+    First(Option<crate::source::Slot>),
+    Again(Option<&'a Path>),
+}
+
+/// Opens, indexes and checks one file.
 fn open_file(
     path: &Path,
     options: &Options,
@@ -548,9 +610,13 @@ fn open_file(
     progress: &(dyn Fn(u64) + Sync),
     cancel: &dyn Cancel,
     notices: &mut Vec<String>,
-    index_path: Option<&Path>,
+    opening: Opening<'_>,
 ) -> Result<OpenFile> {
-    let mut source = SourceFile::open(path, cancel)?;
+    let (slot, index_path) = match opening {
+        Opening::First(slot) => (slot, None),
+        Opening::Again(index_path) => (None, index_path),
+    };
+    let mut source = SourceFile::open(path, cancel, slot)?;
     // The build reads the file in order (requesting reads ahead when it comes from disk),
     // in 2 MiB pages either way; the epochs' advice comes after it.
     source.advise(ResolvedIo::Cached);
@@ -582,6 +648,19 @@ fn open_file(
     }
     let windows = Windows::new(&source, &index);
     Ok(OpenFile { source, index, windows, index_status: status })
+}
+
+/// Files of at most this size are mapped side by side in packs (see `source::Pack`).
+const PACKED_FILE_MAX: u64 = 1 << 20;
+
+/// The place in a pack of each small file, for a corpus of many files all of which stay
+/// mapped and are served from the page cache (files never unmapped alone: a pack is
+/// unmapped whole): a batch drawn from them then names one data buffer per pack, not one
+/// per file. Each pack at most `MAX_LINE_LEN` bytes, the most one view buffer addresses.
+fn pack_slots(metas: &[Option<std::fs::Metadata>], io: ResolvedIo, keep_open: bool) -> Vec<Mutex<Option<crate::source::Slot>>> {
+    let packs = metas.len() > 1 && keep_open && io == ResolvedIo::Cached;
+    let sizes: Vec<Option<u64>> = metas.iter().map(|m| m.as_ref().filter(|m| packs && m.is_file()).map(|m| m.len())).collect();
+    crate::source::Pack::slots(&sizes, PACKED_FILE_MAX, crate::index::MAX_LINE_LEN).into_iter().map(Mutex::new).collect()
 }
 
 /// The block cut points of one file: the first line at or after every multiple of

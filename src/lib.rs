@@ -57,6 +57,7 @@ mod corpus;
 #[cfg(feature = "datafusion")]
 mod datafusion;
 mod error;
+mod file_starts;
 mod index;
 mod ipc;
 mod json;

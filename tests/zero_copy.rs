@@ -207,3 +207,82 @@ fn coalesced_batches_still_view_the_map_each_window_once() {
     assert_eq!(batch.values().iter().copied().collect::<Vec<_>>(), (0..5u64).flat_map(|n| std::iter::repeat_n(n, 16)).collect::<Vec<_>>());
     assert_eq!(mmap_batcher::coalesce(&parts[..1]).unwrap(), parts[0]);
 }
+
+#[test]
+fn small_files_share_one_buffer_and_each_view_points_into_its_own_file() {
+    // Small files are mapped side by side in one reserved range: a batch drawn from many of
+    // them names one data buffer (not one per file), every view still lies inside its own
+    // file's bytes, and a large file keeps a map of its own beside them.
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    let mut texts = Vec::new();
+    for i in 0..60u32 {
+        let text: String = (0..(i % 7 + 1)).map(|k| format!("file {i:02} line {k} {}\n", "y".repeat((i * 13 + k) as usize % 40))).collect();
+        let p = dir.path().join(format!("f{i:02}.txt"));
+        std::fs::write(&p, &text).unwrap();
+        paths.push(p);
+        texts.push(text.into_bytes());
+    }
+    let big: String = (0..40_000u32).map(|k| format!("big line {k:06} {}\n", "z".repeat(k as usize % 30))).collect();
+    assert!(big.len() > 1 << 20, "larger than a packed file");
+    let p = dir.path().join("big.txt");
+    std::fs::write(&p, &big).unwrap();
+    paths.push(p);
+    texts.push(big.into_bytes());
+    let b = Batcher::open_many(&paths, Options { batch_size: 256, seed: Some(5), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
+    let maps = b.map_address_ranges();
+    assert_eq!(maps.len(), paths.len());
+    assert!(maps[..60].windows(2).all(|w| w[0].end <= w[1].start), "the small files lie side by side, in order");
+    let references: Vec<_> = texts.iter().map(|t| reference_lines(t, true, Some(b'#'))).collect();
+    let epoch = b.epoch(0).unwrap();
+    let mut seen = 0;
+    for batch in epoch.batches() {
+        let rb = batch.to_record_batch().unwrap();
+        let lines: &StringViewArray = rb.column(0).as_string_view();
+        let files: Vec<usize> = batch.locate().unwrap().file_ids().collect();
+        let small = files.iter().filter(|&&f| f < 60).count();
+        let big = usize::from(files.contains(&60));
+        if small > 1 {
+            assert!(lines.data_buffers().len() <= 1 + big, "{} buffers for {small} small files", lines.data_buffers().len());
+        }
+        let numbers: &UInt64Array = rb.column(1).as_primitive();
+        for (row, &f) in files.iter().enumerate() {
+            let expected = strip_terminator(references[f][numbers.value(row) as usize - 1].bytes);
+            assert_eq!(lines.value(row).as_bytes(), expected);
+            let view = arrow::array::ByteView::from(lines.views()[row]);
+            if view.length > 12 {
+                let at = lines.data_buffers()[view.buffer_index as usize].as_ptr() as usize + view.offset as usize;
+                assert!(maps[f].contains(&at) && at + view.length as usize <= maps[f].end, "a view of file {f} outside it");
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen as u64, epoch.num_batches() * 256);
+}
+
+#[test]
+fn a_small_file_truncated_in_its_pack_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = (0..8)
+        .map(|i| {
+            let p = dir.path().join(format!("f{i}.txt"));
+            std::fs::write(&p, (0..2000).map(|k| format!("file {i} line {k:05} padding padding\n")).collect::<String>()).unwrap();
+            p
+        })
+        .collect();
+    let b = Batcher::open_many(&paths, Options { batch_size: 512, seed: Some(1), index_cache: IndexCache::Off, ..Default::default() }).unwrap();
+    let epoch = b.epoch(0).unwrap();
+    let first = epoch.batch(0).unwrap().to_record_batch().unwrap();
+    let files: Vec<usize> = epoch.batch(0).unwrap().locate().unwrap().file_ids().collect();
+    std::fs::OpenOptions::new().write(true).open(&paths[3]).unwrap().set_len(100).unwrap();
+    let err = (1..epoch.num_batches()).find_map(|n| epoch.batch(n).unwrap().to_record_batch().err()).expect("the truncation is seen");
+    assert!(matches!(&err, mmap_batcher::Error::FileChanged { path, .. } if path == &paths[3]), "{err}");
+    // The batch made before reads file 3's lines past its new end as zeros under the guard:
+    // an error, not `SIGBUS`.
+    let offsets: &UInt64Array = first.column(2).as_primitive();
+    let lines: &StringViewArray = first.column(0).as_string_view();
+    let past_end = (0..lines.len()).any(|row| files[row] == 3 && offsets.value(row) as usize + lines.value(row).len() > 4096);
+    let read = mmap_batcher::read_guarded(|| lines.iter().map(|l| l.map_or(0, |s| s.bytes().map(usize::from).sum::<usize>())).sum::<usize>());
+    assert!(past_end, "the batch reads file 3 past its new end (seed 1)");
+    assert!(matches!(read, Err(mmap_batcher::Error::FileChanged { .. })), "{read:?}");
+}

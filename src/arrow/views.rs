@@ -34,8 +34,14 @@ use crate::source::SourceFile;
 pub(crate) struct Windows {
     /// The one window of a file that fits in one (nearly every file), kept inline: a batch
     /// drawn from a tree reads a thousand files' windows, and behind a `Vec` each was one
-    /// more cache miss.
+    /// more cache miss. For a file mapped side by side with others, the buffer over all of
+    /// them (see `source::Pack`), which the batch's other such files share.
     whole: Option<Buffer>,
+    /// `whole` is a pack's buffer, and the file starts `base` bytes into it.
+    in_pack: bool,
+    base: u64,
+    /// The file's length (its part of `whole`).
+    whole_len: u64,
     /// Otherwise: where each window starts, and the windows.
     starts: Vec<u64>,
     buffers: Vec<Buffer>,
@@ -48,8 +54,15 @@ impl Windows {
         let file_len = bytes.len() as u64;
         let mut starts = Vec::new();
         let mut buffers = Vec::new();
+        if let Some((pack, base)) = source.placed() {
+            // The file lies inside the pack (it was placed there): checked again, since the
+            // views' bounds rest on it.
+            if (base as u64).checked_add(file_len).is_some_and(|end| end <= pack.len() as u64 && end <= MAX_LINE_LEN) {
+                return Windows { whole: Some(pack.clone()), in_pack: true, base: base as u64, whole_len: file_len, starts, buffers };
+            }
+        }
         if file_len <= MAX_LINE_LEN {
-            return Windows { whole: source.window(0..file_len as usize), starts, buffers };
+            return Windows { whole: source.window(0..file_len as usize), in_pack: false, base: 0, whole_len: file_len, starts, buffers };
         }
         let n = index.len();
         let mut k = 0;
@@ -72,7 +85,7 @@ impl Windows {
             }
             k = lo;
         }
-        Windows { whole: None, starts, buffers }
+        Windows { whole: None, in_pack: false, base: 0, whole_len: 0, starts, buffers }
     }
 
     /// The data buffers, in the order views name them.
@@ -84,8 +97,8 @@ impl Windows {
     /// from there fit in that window.
     #[inline]
     fn locate(&self, start: u64, len: u64) -> (usize, u64, bool) {
-        if let Some(whole) = &self.whole {
-            return (0, start, start.saturating_add(len) <= whole.len() as u64);
+        if self.whole.is_some() {
+            return (0, self.base + start, start.saturating_add(len) <= self.whole_len);
         }
         let w = self.starts.partition_point(|&s| s <= start).saturating_sub(1);
         let offset = start - self.starts.get(w).copied().unwrap_or(0);
@@ -193,7 +206,22 @@ pub(crate) fn line_array(
 ) -> Result<ArrayRef> {
     let mut bases = Vec::with_capacity(files.len());
     let mut buffers = Vec::new();
+    // The packs listed so far (their address, their index): a pack is listed once however
+    // many of its files the batch reads.
+    let mut packs: Vec<(usize, u32)> = Vec::new();
     for f in files {
+        if let (Some(whole), true) = (&f.windows.whole, f.windows.in_pack) {
+            let at = whole.as_ptr() as usize;
+            match packs.iter().find(|(p, _)| *p == at) {
+                Some(&(_, index)) => bases.push(index),
+                None => {
+                    packs.push((at, buffers.len() as u32));
+                    bases.push(buffers.len() as u32);
+                    buffers.push(whole.clone());
+                }
+            }
+            continue;
+        }
         bases.push(buffers.len() as u32);
         buffers.extend(f.windows.buffers().cloned());
     }
@@ -211,7 +239,7 @@ pub(crate) fn line_array(
         // One file in one window (files under 2 GiB): offsets are file offsets.
         ([file], true) if file.windows.whole.is_some() => {
             let bytes = file.source.bytes();
-            let window_len = file.windows.whole.as_ref().map_or(0, Buffer::len);
+            let (window_len, base) = (file.windows.whole_len as usize, file.windows.base as usize);
             let cuts = cuts[0];
             for span in spans {
                 let range = span.served_range(keep_terminator);
@@ -219,7 +247,7 @@ pub(crate) fn line_array(
                 if !cuts.hold(bytes, span, line) {
                     return Err(miscut(file, span));
                 }
-                views.push(view(line, 0, span.start as u32));
+                views.push(view(line, 0, (base + span.start as usize) as u32));
             }
         }
         _ => {
@@ -241,8 +269,10 @@ pub(crate) fn line_array(
     Ok(match (line_type, utf8) {
         (LineType::Utf8, Some(_)) => {
             // SAFETY: every view was made by `view` from the bytes of the window it names,
-            // with `offset + len` checked against that window's length above (so offsets,
-            // lengths and buffer indices are in bounds and prefixes match); the
+            // with `offset + len` checked against that window's length above (for a file in
+            // a pack: against the file's length, its part of the pack starting at `base`,
+            // which `Windows::new` checked lies inside the pack), so offsets, lengths and
+            // buffer indices are in bounds and prefixes match; the
             // `Utf8Checked` proves that every kept line is UTF-8 in this version of each
             // file *as the index cuts it*, and `Cuts` that each line here is cut so: by
             // this process's own build, at line boundaries of a file UTF-8 throughout

@@ -57,8 +57,13 @@ impl Located {
                 None
             }
         };
+        // Strings cut by an index from a file are checked to end at a line end, which reads
+        // each line's last byte: touched in the branch-free pass too, their misses overlap
+        // there rather than one by one in the checks (the first file says for all: it is
+        // only a matter of speed).
+        let ends = line_type == LineType::Utf8 && self.files.first().is_some_and(|f| !f.index.cuts_trusted());
         self.reading(|| {
-            self.touch(false);
+            self.touch(ends);
             line_array(&views, &self.slots, &self.spans, line_type, keep_terminator, utf8.as_ref())
         })
     }

@@ -22,31 +22,33 @@ impl Batcher {
             locals.extend_from_slice(ids);
         } else {
             slots.reserve(ids.len());
-            // File -> slot in this batch: a table for up to 64 Ki files, a map beyond.
-            let mut table = (corpus.num_files() <= 1 << 16).then(|| vec![u32::MAX; corpus.num_files()]);
-            let mut map = std::collections::HashMap::new();
-            for &id in ids {
-                let (f, k) = corpus.locate(id);
-                let known = match &table {
-                    Some(t) => Some(t[f]).filter(|&s| s != u32::MAX),
-                    None => map.get(&f).copied(),
-                };
-                let slot = match known {
-                    Some(s) => s,
-                    None => {
-                        file_ids.push(f);
-                        let s = file_ids.len() as u32 - 1;
-                        match &mut table {
-                            Some(t) => t[f] = s,
-                            None => {
-                                map.insert(f, s);
-                            }
+            let slot_of = |f: usize, file_ids: &mut Vec<usize>| {
+                file_ids.push(f);
+                file_ids.len() as u32 - 1
+            };
+            if corpus.num_files() <= 1 << 16 {
+                // File -> slot in this batch: a table of this thread's, reused from batch to
+                // batch (clearing 30,000 entries for every batch of a tree cost more than
+                // the entries it used), an entry valid only in the batch that wrote it.
+                SLOT_TABLE.with_borrow_mut(|table| {
+                    let batch = table.next_batch(corpus.num_files());
+                    for &id in ids {
+                        let (f, k) = corpus.locate(id);
+                        let entry = &mut table.entries[f];
+                        if entry.0 != batch {
+                            *entry = (batch, slot_of(f, &mut file_ids));
                         }
-                        s
+                        slots.push(entry.1);
+                        locals.push(k);
                     }
-                };
-                slots.push(slot);
-                locals.push(k);
+                });
+            } else {
+                let mut map = std::collections::HashMap::new();
+                for &id in ids {
+                    let (f, k) = corpus.locate(id);
+                    slots.push(*map.entry(f).or_insert_with(|| slot_of(f, &mut file_ids)));
+                    locals.push(k);
+                }
             }
             files = corpus.files(&file_ids)?;
         }
@@ -80,6 +82,32 @@ impl Batcher {
         }
         let recs = gathered.into_iter().map(|[rec, _]| rec).collect();
         Ok(Located { files, file_ids, slots, locals, recs, spans, gaps, owned: None })
+    }
+}
+
+thread_local! {
+    static SLOT_TABLE: std::cell::RefCell<SlotTable> = const { std::cell::RefCell::new(SlotTable { batch: 0, entries: Vec::new() }) };
+}
+
+/// Per file of the corpus: the batch that last used the entry, and the file's slot in it.
+struct SlotTable {
+    batch: u32,
+    entries: Vec<(u32, u32)>,
+}
+
+impl SlotTable {
+    /// A fresh batch number, with an entry for each of `files`: no entry holds it yet.
+    fn next_batch(&mut self, files: usize) -> u32 {
+        if self.entries.len() < files {
+            self.entries.resize(files, (0, 0));
+        }
+        self.batch = self.batch.wrapping_add(1);
+        if self.batch == 0 {
+            // Wrapped: entries of 2^32 batches ago could look current.
+            self.entries.iter_mut().for_each(|e| *e = (0, 0));
+            self.batch = 1;
+        }
+        self.batch
     }
 }
 

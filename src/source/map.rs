@@ -118,3 +118,191 @@ pub(crate) fn prefetch_value<T>(value: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
 }
+
+/// Address space reserved for small files mapped side by side: a read-only anonymous
+/// mapping (zeros, no memory, no commit charge) over which each file is mapped at its
+/// [`Slot`]. One Arrow buffer over the whole range then serves every line of all its
+/// files, so a batch drawn from a tree of small files names one data buffer, not one per
+/// file (a buffer per file cost an atomic count and a cold cache line per file per batch).
+/// Unused slots, and the tail of each file's last page, read zeros, so a reader of the
+/// whole buffer reads only file bytes and zeros (and the same `SIGBUS` past a truncated
+/// end as any map).
+#[derive(Debug)]
+pub(crate) struct Pack {
+    /// The start of the range (an address: the range is ours alone until dropped).
+    start: usize,
+    len: usize,
+}
+
+impl Pack {
+    /// Reserves `len` bytes (a multiple of the page size).
+    fn reserve(len: usize) -> std::io::Result<Arc<Pack>> {
+        // SAFETY: a new anonymous read-only mapping at an address the kernel chooses: it
+        // overlaps nothing of ours, and it is ours until `Drop` unmaps it.
+        let at =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0) };
+        if at == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Arc::new(Pack { start: at as usize, len }))
+    }
+
+    /// The whole range as one Arrow buffer, which keeps it mapped.
+    fn buffer(self: &Arc<Self>) -> Option<Buffer> {
+        let ptr = NonNull::new(self.start as *mut u8)?;
+        let owner: Arc<dyn arrow::alloc::Allocation> = self.clone();
+        // SAFETY: `start..start + len` is mapped readable for as long as the pack lives
+        // (file pages or zeros: `place` only replaces a slot's pages with a read-only map
+        // of a file), it is never written through, and `owner` keeps it alive for as long
+        // as the buffer or any clone of it lives.
+        Some(unsafe { Buffer::from_custom_allocation(ptr, self.len, owner) })
+    }
+
+    /// One slot per size of `sizes` that fits (`Some` sizes up to `max_file`), side by
+    /// side in as many packs as it takes, each at most `max_pack` bytes.
+    pub(crate) fn slots(sizes: &[Option<u64>], max_file: u64, max_pack: u64) -> Vec<Option<Slot>> {
+        let page = super::truncation::page_size() as u64;
+        let round = |n: u64| n.div_ceil(page) * page;
+        // Consecutive runs of slots, each run one pack.
+        let mut plan: Vec<Option<(usize, u64)>> = vec![None; sizes.len()];
+        let mut packs: Vec<u64> = Vec::new();
+        for (i, size) in sizes.iter().enumerate() {
+            let Some(size) = size.filter(|&s| s > 0 && s <= max_file) else { continue };
+            let need = round(size);
+            let count = packs.len();
+            match packs.last_mut() {
+                Some(used) if *used + need <= max_pack => {
+                    plan[i] = Some((count - 1, *used));
+                    *used += need;
+                }
+                _ if need <= max_pack => {
+                    plan[i] = Some((packs.len(), 0));
+                    packs.push(need);
+                }
+                _ => {}
+            }
+        }
+        let buffers: Vec<Option<Buffer>> =
+            packs.iter().map(|&len| usize::try_from(len).ok().and_then(|len| Pack::reserve(len).ok()).and_then(|p| p.buffer())).collect();
+        plan.into_iter()
+            .zip(sizes)
+            .map(|(at, size)| {
+                let (pack, offset) = at?;
+                let pack = buffers[pack].clone()?;
+                Some(Slot { pack, offset: offset as usize, len: round((*size)?) as usize })
+            })
+            .collect()
+    }
+}
+
+impl Drop for Pack {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the range `reserve` mapped, files placed in it included; nothing
+        // refers to it any more (every buffer and map over it holds the pack).
+        unsafe { libc::munmap(self.start as *mut libc::c_void, self.len) };
+    }
+}
+
+/// A file's place in a [`Pack`]: owned by one file only (it is not `Clone`), so no two
+/// files are ever mapped over each other.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// The whole pack, as a buffer (which keeps it mapped).
+    pack: Buffer,
+    offset: usize,
+    /// A whole number of pages.
+    len: usize,
+}
+
+/// A file mapped at its slot of a pack: its bytes are `pack[offset..offset + len]`.
+#[derive(Debug)]
+pub(crate) struct Placed {
+    pub pack: Buffer,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// Maps the first `len` bytes of `file` at `slot`, or hands the slot back when they do not
+/// fit in it.
+pub(crate) fn place(file: &File, len: u64, slot: Slot) -> std::io::Result<Result<Placed, Slot>> {
+    let Some(len) = usize::try_from(len).ok().filter(|&l| l > 0 && l <= slot.len) else { return Ok(Err(slot)) };
+    let at = slot.pack.as_ptr() as usize + slot.offset;
+    // SAFETY: `at..at + slot.len` is this slot's part of a pack we reserved and still hold
+    // (`slot.pack` keeps it mapped), no other slot overlaps it and this slot is consumed
+    // here, so `MAP_FIXED` replaces only zeros of ours, never another mapping; the new map
+    // is read-only and shared, with the safety argument of `map_file`. It is unmapped with
+    // the pack.
+    let mapped = unsafe {
+        libc::mmap(at as *mut libc::c_void, len, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_FIXED, std::os::fd::AsRawFd::as_raw_fd(file), 0)
+    };
+    if mapped == libc::MAP_FAILED {
+        let error = std::io::Error::last_os_error();
+        // A failed `MAP_FIXED` may have unmapped the slot already: zeros go back, so the
+        // pack stays readable throughout. Should even that fail, the hole is reported as
+        // exhaustion, which fails the whole open (never a file merely skipped).
+        // SAFETY: as above, over the same slot of ours.
+        let zeros = unsafe {
+            libc::mmap(
+                at as *mut libc::c_void,
+                slot.len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if zeros == libc::MAP_FAILED {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        }
+        return Err(error);
+    }
+    Ok(Ok(Placed { pack: slot.pack, offset: slot.offset, len }))
+}
+
+/// A file's map: its own, or its place in a pack.
+#[derive(Debug)]
+pub(crate) enum Map {
+    Own(Arc<Mmap>),
+    Placed(Placed),
+}
+
+impl Map {
+    #[inline]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Map::Own(map) => map,
+            Map::Placed(p) => p.pack.as_slice().get(p.offset..p.offset + p.len).unwrap_or_default(),
+        }
+    }
+
+    /// An Arrow buffer over `range` of the file, without copying; `None` outside it.
+    pub(crate) fn window(&self, range: Range<usize>) -> Option<Buffer> {
+        match self {
+            Map::Own(map) => window(map, range),
+            Map::Placed(p) => (range.start <= range.end && range.end <= p.len).then(|| p.pack.slice_with_length(p.offset + range.start, range.len())),
+        }
+    }
+
+    /// The pack's buffer and where the file starts in it, for a placed file.
+    pub(crate) fn placed(&self) -> Option<(&Buffer, usize)> {
+        match self {
+            Map::Own(_) => None,
+            Map::Placed(p) => Some((&p.pack, p.offset)),
+        }
+    }
+
+    /// Advice for the kernel's paging of an own map (a placed file is smaller than the
+    /// 2 MiB pages the advice is mostly about, and shares its range with others).
+    pub(crate) fn advise(&self, advice: memmap2::Advice) {
+        if let Map::Own(map) = self {
+            let _ = map.advise(advice);
+        }
+    }
+
+    /// See [`release`]; nothing for a placed file (a hint, for the windows of large files).
+    pub(crate) fn release(&self, range: Range<usize>) {
+        if let Map::Own(map) = self {
+            release(map, range)
+        }
+    }
+}

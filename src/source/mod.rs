@@ -9,6 +9,7 @@ pub(crate) mod paths;
 mod pread;
 mod prefetch;
 mod spool;
+mod stat;
 #[allow(unsafe_code)]
 mod truncation;
 mod watch;
@@ -25,9 +26,10 @@ use memmap2::Mmap;
 use crate::error::{Error, Result};
 use crate::options::IoPolicy;
 
-pub(crate) use map::{prefetch, prefetch_value};
+pub(crate) use map::{prefetch, prefetch_value, Pack, Slot};
 pub(crate) use pread::read_ranges;
 pub(crate) use prefetch::{read_all_detached, Prefetcher};
+pub(crate) use stat::PathStats;
 pub(crate) use truncation::{guarded, install as guard_map_reads, unguarded, Truncated};
 
 /// Runs `read`, which reads batches' line views (to copy them, say), under the `SIGBUS`
@@ -122,7 +124,7 @@ pub struct SourceFile {
     /// The open file, until [`release_descriptor`](Self::release_descriptor): then the
     /// map alone keeps the bytes, and the change check is a `stat` of the path.
     file: Option<File>,
-    map: Arc<Mmap>,
+    map: map::Map,
     identity: Identity,
     /// Someone other than this user may write it (see [`others_can_write`]): from the same
     /// `stat` as `identity`, so a change of owner or mode since is a change of identity
@@ -142,7 +144,9 @@ impl SourceFile {
     /// Opens `path` (`-` is standard input). Regular files are mapped; pipes, FIFOs and
     /// files that cannot be mapped (`/proc`) are read to the end into a private temporary
     /// file first; devices and sockets are refused.
-    pub(crate) fn open(path: &Path, cancel: &dyn Cancel) -> Result<Self> {
+    /// A regular file is mapped at `slot` when it fits there (see [`Pack`]), on its own
+    /// otherwise.
+    pub(crate) fn open(path: &Path, cancel: &dyn Cancel, slot: Option<Slot>) -> Result<Self> {
         if path.as_os_str() == "-" {
             let stdin = std::io::stdin().lock();
             let meta = rustix::fs::fstat(&stdin).map_err(|e| Error::from_io(path, e.into()))?;
@@ -194,13 +198,18 @@ impl SourceFile {
             let file = decompress::decompress(path, &file, format, cancel)?;
             return Self::from_private(path, file);
         }
-        match map::map_file_of_len(&file, meta.len()) {
+        let mapped = match slot.map(|slot| map::place(&file, meta.len(), slot)) {
+            Some(Ok(Ok(placed))) => Ok(map::Map::Placed(placed)),
+            Some(Err(e)) => Err(e),
+            Some(Ok(Err(_))) | None => map::map_file_of_len(&file, meta.len()).map(|m| map::Map::Own(Arc::new(m))),
+        };
+        match mapped {
             Ok(map) => Ok(SourceFile {
                 path: path.to_path_buf(),
                 identity: Identity::of(&meta),
                 others_can_write: others_can_write(&meta),
                 file: Some(file),
-                map: Arc::new(map),
+                map,
                 anonymous: false,
                 random_reader: Default::default(),
                 watched: None,
@@ -233,7 +242,7 @@ impl SourceFile {
             identity: Identity::of(&meta),
             others_can_write: false,
             file: Some(file),
-            map: Arc::new(map),
+            map: map::Map::Own(Arc::new(map)),
             anonymous: true,
             random_reader: Default::default(),
             watched: None,
@@ -247,7 +256,7 @@ impl SourceFile {
 
     /// The whole file's bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.map
+        self.map.bytes()
     }
 
     /// The open file (for the index build's advisory lock and its reads ahead).
@@ -336,8 +345,9 @@ impl SourceFile {
 
     /// The address range of the mapping, for checking that buffers point into it.
     pub fn address_range(&self) -> Range<usize> {
-        let start = self.map.as_ptr() as usize;
-        start..start + self.map.len()
+        let bytes = self.map.bytes();
+        let start = bytes.as_ptr() as usize;
+        start..start + bytes.len()
     }
 
     /// [`Error::FileChanged`] when the file's size, modification or change time differs
@@ -368,14 +378,14 @@ impl SourceFile {
 
     /// Like [`check_unchanged`](Self::check_unchanged), and also that the path still
     /// names the same file (not replaced by a rename): one `stat`, at each epoch.
-    pub(crate) fn check_path_unchanged(&self) -> Result<()> {
+    pub(crate) fn check_path_unchanged(&self, stats: &mut PathStats) -> Result<()> {
         if self.anonymous {
             return self.check_unchanged();
         }
         // A released file is checked by its path anyway, and always by `stat` here: this
         // is what sees a change no watch reports (see [`watch`]).
-        let meta = std::fs::metadata(&self.path).map_err(|e| Error::from_io(&self.path, e))?;
-        self.compare(&Identity::of(&meta))?;
+        let now = stats.identity(&self.path).map_err(|e| Error::from_io(&self.path, e))?;
+        self.compare(&now)?;
         match self.file {
             Some(_) => self.check_unchanged(),
             None => Ok(()),
@@ -391,7 +401,13 @@ impl SourceFile {
 
     /// An Arrow buffer over `range` of the map, without copying; `None` outside the map.
     pub(crate) fn window(&self, range: Range<usize>) -> Option<Buffer> {
-        map::window(&self.map, range)
+        self.map.window(range)
+    }
+
+    /// For a file mapped side by side with others (see [`Pack`]): the buffer over all of
+    /// them, and where this file starts in it.
+    pub(crate) fn placed(&self) -> Option<(&Buffer, usize)> {
+        self.map.placed()
     }
 
     /// Tells the kernel how this map will be read (see [`IoPolicy`]); only hints.
@@ -411,13 +427,13 @@ impl SourceFile {
                 ResolvedIo::DiskWindows => memmap2::Advice::HugePage,
                 ResolvedIo::Sequential => memmap2::Advice::Sequential,
             };
-            let _ = self.map.advise(advice);
+            self.map.advise(advice);
         }
     }
 
     /// See [`map::release`].
     pub(crate) fn release(&self, range: Range<usize>) {
-        map::release(&self.map, range)
+        self.map.release(range)
     }
 }
 

@@ -174,7 +174,7 @@ fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::
     }
 }
 
-fn page_size() -> usize {
+pub(super) fn page_size() -> usize {
     // Linux on the architectures we build for maps in pages of at least 4 KiB; a larger
     // base page (64 KiB on some arm64 kernels) is asked for once.
     static PAGE: AtomicUsize = AtomicUsize::new(0);
