@@ -539,13 +539,13 @@ fn served_once(paths: &[PathBuf], policy: FilePolicy, notices: &mut Vec<String>)
     let mut unique = Vec::with_capacity(paths.len());
     let mut metas = Vec::with_capacity(paths.len());
     let mut twice: Vec<(&PathBuf, &PathBuf)> = Vec::new();
-    for p in paths {
+    for (p, stat) in paths.iter().zip(crate::source::metadata_all(paths)) {
         let mut meta = None;
         let first = if p.as_os_str() == "-" {
             stdin.replace(p)
         } else {
             // A missing file is reported when opened, with the usual error.
-            match std::fs::metadata(p) {
+            match stat {
                 Ok(m) => match seen.entry((m.dev(), m.ino())) {
                     std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
                     std::collections::hash_map::Entry::Vacant(v) => {

@@ -283,8 +283,11 @@ pub fn open(inputs: &[String], options: Options) -> CliResult<Batcher> {
 /// Runs `open` with a progress bar over the bytes of `paths` when stderr is a terminal,
 /// then prints the open's notices and the seed it picked.
 fn opened(paths: &[PathBuf], options: Options, open: impl FnOnce(&(dyn Fn(u64) + Sync)) -> crate::Result<Batcher>) -> CliResult<Batcher> {
-    let total: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    let bar = crate::cli::output::progress_bar(total, "indexing", true);
+    // The bytes to index are summed only for a bar someone sees: a `stat` a file, of about
+    // twenty system calls a file in the reopen of a tree.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        .then(|| crate::cli::output::progress_bar(paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum(), "indexing", true))
+        .flatten();
     let batcher = match &bar {
         Some(bar) => open(&|n| bar.inc(n)),
         None => open(&|_| {}),

@@ -364,10 +364,18 @@ pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result
     if (meta.uid() != euid && meta.uid() != 0) || meta.mode() & 0o022 != 0 {
         return Err(Unusable::Invalid("owned by another user or writable by others; not trusted".into()));
     }
-    let mut head = vec![0u8; HEADER_LEN];
-    let read = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).map_err(|e| Unusable::Invalid(e.to_string()))?;
-    head.truncate(read);
-    let header = Header::decode(&head)?;
+    // A small index is read whole at once (one read a file of a tree, not a header and a
+    // body); a large one's header first, then its body is mapped if it is still of use.
+    let small = (meta.len() < READ_INDEX_BELOW).then(|| IndexBody::load(&file, meta.len())).transpose()?;
+    let header = match &small {
+        Some(body) => Header::decode(&body.bytes()[..HEADER_LEN.min(meta.len() as usize)])?,
+        None => {
+            let mut head = vec![0u8; HEADER_LEN];
+            let read = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).map_err(|e| Unusable::Invalid(e.to_string()))?;
+            head.truncate(read);
+            Header::decode(&head)?
+        }
+    };
     if header.meta.rules != rules {
         return Err(Unusable::Stale("built under other keep rules".into()));
     }
@@ -377,7 +385,10 @@ pub(crate) fn load(path: &Path, identity: &Identity, rules: KeepRules) -> Result
     if meta.len() != header.file_len() {
         return Err(Unusable::Invalid(format!("{} bytes long, its header says {}", meta.len(), header.file_len())));
     }
-    let body = IndexBody::load(&file, meta.len())?;
+    let body = match small {
+        Some(body) => body,
+        None => IndexBody::load(&file, meta.len())?,
+    };
     let map = body.bytes();
     // A bit flipped on disk, or a body written over: caught here, before any record is used.
     if twox_hash::XxHash3_64::oneshot(&map[HEADER_LEN..]) != header.body_checksum {

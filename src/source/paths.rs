@@ -30,11 +30,15 @@ pub fn expand_inputs<S: AsRef<std::ffi::OsStr>>(inputs: &[S]) -> Result<Vec<Path
         }
         let bad = |message: String| Error::InvalidOption { message };
         let mut unreadable = None;
-        let mut matches: Vec<PathBuf> = glob::glob(&text)
+        let matched: Vec<PathBuf> = glob::glob(&text)
             .map_err(|e| bad(format!("bad glob pattern {text:?}: {e}")))?
             .filter_map(|m| m.map_err(|e| unreadable.get_or_insert(e).path().to_path_buf()).ok())
-            .filter(|p| !p.is_dir() && !is_ours(p))
+            .filter(|p| !is_ours(p))
             .collect();
+        // Directories left out (as `Path::is_dir` says: links followed, an error is not one).
+        let stats = super::metadata_all(&matched);
+        let mut matches: Vec<PathBuf> =
+            matched.into_iter().zip(stats).filter(|(_, m)| !m.as_ref().is_ok_and(|m| m.is_dir())).map(|(p, _)| p).collect();
         if matches.is_empty() {
             // A directory the glob could not read is the reason, not an empty match.
             if let Some(e) = unreadable {

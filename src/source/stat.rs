@@ -44,6 +44,26 @@ impl PathStats {
     }
 }
 
+/// `std::fs::metadata` of each of `paths` (links followed), on every core when there are
+/// thousands: the open of a tree `stat`s every path before it opens any (a glob's matches,
+/// to leave directories out; every input, to serve a file reached twice once), and those
+/// were the serial part of a reopen whose files are opened on every core.
+pub(crate) fn metadata_all(paths: &[PathBuf]) -> Vec<std::io::Result<std::fs::Metadata>> {
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(paths.len() / 2048).max(1);
+    if threads == 1 {
+        return paths.iter().map(std::fs::metadata).collect();
+    }
+    std::thread::scope(|s| {
+        let parts: Vec<_> =
+            paths.chunks(paths.len().div_ceil(threads)).map(|part| s.spawn(move || part.iter().map(std::fs::metadata).collect::<Vec<_>>())).collect();
+        parts
+            .into_iter()
+            .zip(paths.chunks(paths.len().div_ceil(threads)))
+            .flat_map(|(h, part)| h.join().unwrap_or_else(|_| part.iter().map(std::fs::metadata).collect()))
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +87,22 @@ mod tests {
         let no_dir = stats.identity(&dir.path().join("nodir/x.txt")).unwrap_err();
         assert_eq!(no_dir.kind(), std::io::ErrorKind::NotFound);
         assert!(stats.identity(Path::new("Cargo.toml")).is_ok(), "a path without a directory");
+    }
+
+    #[test]
+    fn metadata_of_many_paths_in_order_on_every_core() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..5000).map(|i| dir.path().join(format!("f{i}"))).collect();
+        for (i, p) in paths.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+            std::fs::write(p, vec![b'x'; i]).unwrap();
+        }
+        let metas = metadata_all(&paths);
+        assert_eq!(metas.len(), paths.len());
+        for (i, m) in metas.iter().enumerate() {
+            match m {
+                Ok(m) => assert_eq!((i % 3 != 0, m.len()), (true, i as u64)),
+                Err(e) => assert_eq!((i % 3, e.kind()), (0, std::io::ErrorKind::NotFound)),
+            }
+        }
     }
 }
