@@ -38,7 +38,47 @@ pub(crate) enum BatchFiles {
     /// Files of a corpus that keeps every file mapped: one count holds them all. A batch
     /// drawn from a tree touches a thousand files, and a lock and a count on each, in
     /// cache lines no other batch had touched lately, were a tenth of its time.
-    Pinned { all: Arc<[Arc<OpenFile>]>, ids: Vec<usize> },
+    Pinned { all: Arc<Pinned>, ids: Vec<usize> },
+}
+
+/// Every file of a corpus that keeps them all mapped, and what is known of all of them at
+/// once: fixed when the corpus is opened, from these very files, and never changed.
+#[derive(Debug)]
+pub(crate) struct Pinned {
+    files: Box<[Arc<OpenFile>]>,
+    /// The watch that watches every one of the files (each descriptor released), if one does.
+    watch: Option<Arc<ChangeWatch>>,
+    /// Every file's index found every kept line UTF-8.
+    utf8: bool,
+}
+
+impl Pinned {
+    fn new(files: Box<[Arc<OpenFile>]>, watch: Option<&Arc<ChangeWatch>>) -> Self {
+        let watch = watch.filter(|w| files.iter().all(|f| f.source.is_watched_by(w))).cloned();
+        let utf8 = files.iter().all(|f| f.index.utf8() == Utf8Verdict::Valid);
+        Pinned { files, watch, utf8 }
+    }
+}
+
+impl BatchFiles {
+    /// True when every file of the batch is known unchanged without a look at each: they
+    /// are all watched by one watch that, drained now, reports no event. `false` only means
+    /// that each file must be checked.
+    pub(crate) fn all_unchanged_at_once(&self) -> bool {
+        match self {
+            BatchFiles::Pinned { all, .. } => all.watch.as_ref().is_some_and(|w| {
+                w.poll();
+                w.all_quiet()
+            }),
+            BatchFiles::Held(_) => false,
+        }
+    }
+
+    /// True when every file of the batch is known, from the open, to hold only UTF-8 kept
+    /// lines (`false`: ask each file's index).
+    pub(crate) fn all_utf8(&self) -> bool {
+        matches!(self, BatchFiles::Pinned { all, .. } if all.utf8)
+    }
 }
 
 impl BatchFiles {
@@ -72,7 +112,7 @@ impl std::ops::Index<usize> for BatchFiles {
     fn index(&self, slot: usize) -> &OpenFile {
         match self {
             BatchFiles::Held(files) => &files[slot],
-            BatchFiles::Pinned { all, ids } => &all[ids[slot]],
+            BatchFiles::Pinned { all, ids } => &all.files[ids[slot]],
         }
     }
 }
@@ -104,7 +144,7 @@ struct Opened {
 pub(crate) struct Corpus {
     entries: Vec<Entry>,
     /// Every file, when all stay mapped for the corpus's life (none is ever unmapped).
-    pinned: Option<Arc<[Arc<OpenFile>]>>,
+    pinned: Option<Arc<Pinned>>,
     /// Where each file's line ids start.
     starts: crate::file_starts::FileStarts,
     /// The options of the open, for re-opening an unmapped file the same way.
@@ -257,7 +297,7 @@ impl Corpus {
         // Files are unmapped only to stay within `max_open`: with every file mapped and
         // within it, none ever is.
         let pinned = (open_count == entries.len() && open_count <= max_open)
-            .then(|| entries.iter().filter_map(|e| lock(&e.open).clone()).collect::<Arc<[Arc<OpenFile>]>>());
+            .then(|| Arc::new(Pinned::new(entries.iter().filter_map(|e| lock(&e.open).clone()).collect(), watch.as_ref())));
         let corpus = Corpus {
             pinned,
             entries,
@@ -349,7 +389,7 @@ impl Corpus {
     pub(crate) fn files(&self, fs: &[usize]) -> Result<BatchFiles> {
         if let Some(all) = &self.pinned {
             for &f in fs {
-                crate::source::prefetch_value(&*all[f]);
+                crate::source::prefetch_value(&*all.files[f]);
             }
             return Ok(BatchFiles::Pinned { all: all.clone(), ids: fs.to_vec() });
         }
@@ -368,7 +408,7 @@ impl Corpus {
     /// file the corpus indexed).
     pub(crate) fn file(&self, f: usize) -> Result<Arc<OpenFile>> {
         if let Some(all) = &self.pinned {
-            return Ok(all[f].clone());
+            return Ok(all.files[f].clone());
         }
         let entry = &self.entries[f];
         if self.entries.len() > self.max_open {
@@ -458,7 +498,7 @@ impl Corpus {
     fn check_path_unchanged(&self, f: usize, stats: &mut crate::source::PathStats) -> Result<()> {
         let entry = &self.entries[f];
         let open = match &self.pinned {
-            Some(all) => Some(all[f].clone()),
+            Some(all) => Some(all.files[f].clone()),
             None => lock(&entry.open).clone(),
         };
         match open {

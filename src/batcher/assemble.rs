@@ -51,7 +51,7 @@ impl Located {
         let views: Vec<FileView<'_>> = self.files.iter().map(|f| FileView { source: &f.source, index: &f.index, windows: &f.windows }).collect();
         // Checked unchanged before the first read of the map.
         let utf8 = match line_type {
-            LineType::Utf8 => Some(Utf8Checked::check(&views)?),
+            LineType::Utf8 => Some(Utf8Checked::check_known(&views, self.files.all_utf8() && self.files.all_unchanged_at_once())?),
             LineType::Binary => {
                 self.check_unchanged()?;
                 None

@@ -283,6 +283,12 @@ impl SourceFile {
         self.check_polled()
     }
 
+    /// True when `watch` watches this file (its descriptor released): a quiet watch then
+    /// says it is unchanged.
+    pub(crate) fn is_watched_by(&self, watch: &std::sync::Arc<ChangeWatch>) -> bool {
+        self.watched.as_ref().is_some_and(|w| std::sync::Arc::ptr_eq(w.watch(), watch))
+    }
+
     /// The file's status now: from the descriptor, or from the path once it is released.
     fn status(&self) -> Result<std::fs::Metadata> {
         match &self.file {

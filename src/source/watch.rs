@@ -105,6 +105,14 @@ impl ChangeWatch {
     }
 }
 
+impl ChangeWatch {
+    /// True when no watched file had an event up to the last [`poll`](Self::poll), none was
+    /// lost: every file watched here is unchanged, as [`Watched::quiet`] says of each.
+    pub(crate) fn all_quiet(&self) -> bool {
+        !self.blind.load(Ordering::Relaxed) && !self.any_touched.load(Ordering::Acquire)
+    }
+}
+
 impl Watched {
     /// The instance, to [`poll`](ChangeWatch::poll) once for many files.
     pub(crate) fn watch(&self) -> &std::sync::Arc<ChangeWatch> {
