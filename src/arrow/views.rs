@@ -33,7 +33,6 @@ use crate::options::LineType;
 use crate::source::SourceFile;
 
 /// A file's map cut into view data buffers.
-#[derive(Debug)]
 pub(crate) struct Windows {
     /// The one window of a file that fits in one (nearly every file), kept inline: a batch
     /// drawn from a tree reads a thousand files' windows, and behind a `Vec` each was one
@@ -48,6 +47,22 @@ pub(crate) struct Windows {
     /// Otherwise: where each window starts, and the windows.
     starts: Vec<u64>,
     buffers: Vec<Buffer>,
+}
+
+impl std::fmt::Debug for Windows {
+    /// The windows' places, never their bytes (Arrow's `Debug` of a buffer prints every
+    /// byte: a whole file, or a whole pack of them, read outside the truncation guard).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place = |b: &Buffer| (b.as_ptr(), b.len());
+        f.debug_struct("Windows")
+            .field("whole", &self.whole.as_ref().map(place))
+            .field("in_pack", &self.in_pack)
+            .field("base", &self.base)
+            .field("whole_len", &self.whole_len)
+            .field("starts", &self.starts)
+            .field("buffers", &self.buffers.iter().map(place).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Windows {

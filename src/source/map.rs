@@ -205,7 +205,6 @@ impl Drop for Pack {
 
 /// A file's place in a [`Pack`]: owned by one file only (it is not `Clone`), so no two
 /// files are ever mapped over each other.
-#[derive(Debug)]
 pub(crate) struct Slot {
     /// The whole pack, as a buffer (which keeps it mapped).
     pack: Buffer,
@@ -215,11 +214,29 @@ pub(crate) struct Slot {
 }
 
 /// A file mapped at its slot of a pack: its bytes are `pack[offset..offset + len]`.
-#[derive(Debug)]
 pub(crate) struct Placed {
     pub pack: Buffer,
     pub offset: usize,
     pub len: usize,
+}
+
+/// Where a slot or placed file lies, never the bytes: Arrow's `Debug` of a buffer prints
+/// every byte, which for a pack is every small file of the corpus (and, past a truncated
+/// end, a read no guard covers).
+fn fmt_place(f: &mut std::fmt::Formatter<'_>, name: &str, pack: &Buffer, offset: usize, len: usize) -> std::fmt::Result {
+    f.debug_struct(name).field("pack", &(pack.as_ptr(), pack.len())).field("offset", &offset).field("len", &len).finish()
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fmt_place(f, "Slot", &self.pack, self.offset, self.len)
+    }
+}
+
+impl std::fmt::Debug for Placed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fmt_place(f, "Placed", &self.pack, self.offset, self.len)
+    }
 }
 
 /// Maps the first `len` bytes of `file` at `slot`, or hands the slot back when they do not
