@@ -474,9 +474,8 @@ impl Corpus {
             }
             first
         };
-        // A `stat` costs microseconds: threads pay off from a few thousand files.
         let n = by_dir.len();
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n / 2048).max(1);
+        let threads = crate::source::stat_threads(n);
         let failed = if threads == 1 {
             check(by_dir).into_iter().collect::<Vec<_>>()
         } else {
@@ -496,11 +495,11 @@ impl Corpus {
 
     /// [`check_paths_unchanged`](Self::check_paths_unchanged) for file `f`.
     fn check_path_unchanged(&self, f: usize, stats: &mut crate::source::PathStats) -> Result<()> {
+        if let Some(all) = &self.pinned {
+            return all.files[f].source.check_path_unchanged(stats);
+        }
         let entry = &self.entries[f];
-        let open = match &self.pinned {
-            Some(all) => Some(all.files[f].clone()),
-            None => lock(&entry.open).clone(),
-        };
+        let open = lock(&entry.open).clone();
         match open {
             Some(file) => file.source.check_path_unchanged(stats),
             None => {

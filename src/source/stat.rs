@@ -22,16 +22,15 @@ impl PathStats {
         let (Some(parent), Some(name)) = (path.parent().filter(|p| !p.as_os_str().is_empty()), path.file_name()) else {
             return std::fs::metadata(path).map(|m| Identity::of(&m));
         };
-        if self.dir.as_ref().is_none_or(|(dir, _)| dir != parent) {
-            // A directory that cannot be opened: the path's own `stat` says why.
-            let Ok(fd) = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
-                self.dir = None;
-                return std::fs::metadata(path).map(|m| Identity::of(&m));
-            };
-            self.dir = Some((parent.to_path_buf(), fd));
-        }
-        let Some((_, fd)) = &self.dir else { return std::fs::metadata(path).map(|m| Identity::of(&m)) };
-        let s = rustix::fs::statx(fd, name, AtFlags::empty(), StatxFlags::BASIC_STATS)?;
+        let fd = match self.dir.take() {
+            Some((dir, fd)) if dir == parent => self.dir.insert((dir, fd)),
+            _ => match rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+                Ok(fd) => self.dir.insert((parent.to_path_buf(), fd)),
+                // A directory that cannot be opened: the path's own `stat` says why.
+                Err(_) => return std::fs::metadata(path).map(|m| Identity::of(&m)),
+            },
+        };
+        let s = rustix::fs::statx(&fd.1, name, AtFlags::empty(), StatxFlags::BASIC_STATS)?;
         let ns = |t: rustix::fs::StatxTimestamp| t.tv_sec.saturating_mul(1_000_000_000).saturating_add(i64::from(t.tv_nsec));
         Ok(Identity {
             // As `std` makes `st_dev` of `statx`, so identities from either compare equal.
@@ -44,12 +43,18 @@ impl PathStats {
     }
 }
 
+/// Threads for `count` `stat`s: one costs microseconds, so threads pay off from a few
+/// thousand.
+pub(crate) fn stat_threads(count: usize) -> usize {
+    std::thread::available_parallelism().map_or(1, |t| t.get()).min(count / 2048).max(1)
+}
+
 /// `std::fs::metadata` of each of `paths` (links followed), on every core when there are
 /// thousands: the open of a tree `stat`s every path before it opens any (a glob's matches,
 /// to leave directories out; every input, to serve a file reached twice once), and those
 /// were the serial part of a reopen whose files are opened on every core.
 pub(crate) fn metadata_all(paths: &[PathBuf]) -> Vec<std::io::Result<std::fs::Metadata>> {
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(paths.len() / 2048).max(1);
+    let threads = stat_threads(paths.len());
     if threads == 1 {
         return paths.iter().map(std::fs::metadata).collect();
     }
