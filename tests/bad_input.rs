@@ -136,3 +136,101 @@ fn a_file_truncated_while_it_is_indexed_is_an_error_not_a_crash() {
     }
     assert!(outcomes.contains("changed while indexed"), "{outcomes:?}");
 }
+
+/// A tree of two directories of five files each, and a link to the second: the paths
+/// given are `d0/f*` and `via/f*` (through the link).
+fn linked_tree(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    for d in ["d0", "d1"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+        for i in 0..5 {
+            std::fs::write(root.join(format!("{d}/f{i}.txt")), format!("{d} file {i}\nsecond line\n")).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(root.join("d1"), root.join("via")).unwrap();
+    (0..5).map(|i| root.join(format!("d0/f{i}.txt"))).chain((0..5).map(|i| root.join(format!("via/f{i}.txt")))).collect()
+}
+
+/// `dir` made again as a directory of five files of other contents (new inodes).
+fn remade(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..5 {
+        std::fs::write(dir.join(format!("f{i}.txt")), format!("other {i}\nother line\n")).unwrap();
+    }
+}
+
+#[test]
+fn every_epoch_sees_a_path_that_names_another_file_now() {
+    // Each epoch checks that every path still names the file indexed. Once every file has
+    // passed, a quiet watch of the files and a `stat` of each directory stand for the
+    // files' own `stat`s; these are the changes that only the directories' show, and the
+    // ones the files' watches show.
+    type Change = fn(&std::path::Path);
+    let changes: [(&str, Change, &str); 6] = [
+        (
+            "a directory moved away and made again",
+            |r| {
+                std::fs::rename(r.join("d0"), r.join("d0-old")).unwrap();
+                remade(&r.join("d0"));
+            },
+            "d0/f0.txt",
+        ),
+        (
+            "the link pointed elsewhere",
+            |r| {
+                remade(&r.join("d2"));
+                std::os::unix::fs::symlink(r.join("d2"), r.join("via-new")).unwrap();
+                std::fs::rename(r.join("via-new"), r.join("via")).unwrap();
+            },
+            "via/f0.txt",
+        ),
+        (
+            "the whole tree moved away and copied back",
+            |r| {
+                let old = r.with_extension("old");
+                std::fs::rename(r, &old).unwrap();
+                std::fs::create_dir_all(r).unwrap();
+                for d in ["d0", "d1"] {
+                    std::fs::create_dir_all(r.join(d)).unwrap();
+                    for i in 0..5 {
+                        std::fs::copy(old.join(format!("{d}/f{i}.txt")), r.join(format!("{d}/f{i}.txt"))).unwrap();
+                    }
+                }
+                std::os::unix::fs::symlink(r.join("d1"), r.join("via")).unwrap();
+            },
+            "d0/f0.txt",
+        ),
+        (
+            "a file renamed over",
+            |r| {
+                std::fs::write(r.join("d1/new.txt"), "replaced\n").unwrap();
+                std::fs::rename(r.join("d1/new.txt"), r.join("d1/f3.txt")).unwrap();
+            },
+            "via/f3.txt",
+        ),
+        ("a file removed", |r| std::fs::remove_file(r.join("d0/f2.txt")).unwrap(), "d0/f2.txt"),
+        (
+            "a file moved away and another put in its place",
+            |r| {
+                std::fs::rename(r.join("d0/f4.txt"), r.join("d0/moved.txt")).unwrap();
+                std::fs::write(r.join("d0/f4.txt"), "d0 file 4\nsecond line\n").unwrap();
+            },
+            "d0/f4.txt",
+        ),
+    ];
+    for (what, change, named) in changes {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        let paths = linked_tree(&root);
+        let b = Batcher::open_many(&paths, Options { batch_size: 4, seed: Some(1), ..opts() }).unwrap();
+        for e in 0..3 {
+            b.epoch(e).unwrap_or_else(|err| panic!("{what}: epoch {e} before the change: {err}"));
+        }
+        // Entries added beside the files change their directories, not what the paths name.
+        std::fs::write(root.join("d0/unrelated.txt"), "x\n").unwrap();
+        b.epoch(3).unwrap_or_else(|err| panic!("{what}: after an unrelated file: {err}"));
+        change(&root);
+        let err = b.epoch(4).err().unwrap_or_else(|| panic!("{what}: not seen"));
+        assert_eq!(err.path(), Some(root.join(named).as_path()), "{what}: {err}");
+        assert!(matches!(err, Error::FileChanged { .. } | Error::Io { .. } | Error::NotFound { .. }), "{what}: {err:?}");
+    }
+}

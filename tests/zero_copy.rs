@@ -289,3 +289,139 @@ fn a_small_file_truncated_in_its_pack_is_an_error_not_a_crash() {
     assert!(past_end, "the batch reads file 3 past its new end (seed 1)");
     assert!(matches!(read, Err(mmap_batcher::Error::FileChanged { .. })), "{read:?}");
 }
+
+/// Files of many shapes for the packed lines: line ends `\n` and `\r\n`, blank and comment
+/// lines between kept ones (a line's end then found at its newline), a line of 70,000 bytes
+/// before a comment (its end listed in the index), no final newline, an empty file, a file
+/// of comments only, and one file too large for a pack (its own window).
+fn tree_of_shapes(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for i in 0..40u32 {
+        let end = if i % 5 == 0 { "\r\n" } else { "\n" };
+        let mut text: String = (0..(i % 9 + 2))
+            .map(|k| {
+                let gap = match (i + k) % 4 {
+                    0 => format!("# comment {k}{end}"),
+                    1 => end.to_string(),
+                    _ => String::new(),
+                };
+                format!("{gap}file {i:02} é line {k} {}{end}", "w".repeat(((i * 17 + k * 5) % 50) as usize))
+            })
+            .collect();
+        match i {
+            7 => text.push_str(&format!("{}\n# after the long line\nlast\n", "L".repeat(70_000))),
+            11 => text.push_str("no final newline"),
+            13 => text.clear(),
+            17 => text = "# only\n# comments\n\n".into(),
+            _ => {}
+        }
+        let p = dir.join(format!("d{}/f{i:02}.txt", i % 3));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &text).unwrap();
+        paths.push(p);
+    }
+    let big: String = (0..40_000u32).map(|k| format!("big line {k:06} {}\n", "z".repeat(k as usize % 30))).collect();
+    let p = dir.join("big.txt");
+    std::fs::write(&p, &big).unwrap();
+    paths.push(p);
+    paths
+}
+
+#[test]
+fn a_tree_served_from_its_packed_lines_serves_what_looking_up_each_file_serves() {
+    // A corpus whose files all stay mapped is served from one array of its lines
+    // (`corpus::PackedLines`); the same files with one fewer allowed to stay mapped are
+    // looked up file by file. Every column of every batch must agree, from indexes built in
+    // this process and from index files read back (whose cuts the array checks once), for
+    // strings with and without terminators and for bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let paths = tree_of_shapes(&dir.path().join("tree"));
+    let texts: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let references: Vec<_> = texts.iter().map(|t| reference_lines(t, true, Some(b'#'))).collect();
+    let columns = [Column::Line, Column::LineNumber, Column::ByteOffset, Column::File, Column::Batch];
+    for cache in [IndexCache::Off, IndexCache::Dir(dir.path().join("idx")), IndexCache::Dir(dir.path().join("idx"))] {
+        for (line_type, keep_terminator) in [(LineType::Utf8, false), (LineType::Utf8, true), (LineType::Binary, false)] {
+            let options = Options { batch_size: 64, seed: Some(3), index_cache: cache.clone(), line_type, keep_terminator, ..Default::default() };
+            let packed = Batcher::open_many(&paths, options.clone()).unwrap();
+            let looked_up = Batcher::open_many(&paths, Options { max_open_files: Some(paths.len() - 1), ..options }).unwrap();
+            let (a, b) = (packed.epoch(0).unwrap(), looked_up.epoch(0).unwrap());
+            assert_eq!(a.num_batches(), b.num_batches());
+            let mut rows = 0;
+            for n in 0..a.num_batches() {
+                let (x, y) = (a.batch(n).unwrap(), b.batch(n).unwrap());
+                assert!(format!("{:?}", x.locate().unwrap()).contains("packed lines"), "batch {n} not served from the packed lines");
+                let (rx, ry) = (x.to_record_batch_with(&columns).unwrap(), y.to_record_batch_with(&columns).unwrap());
+                assert_eq!(rx, ry, "batch {n} ({line_type:?}, keep_terminator {keep_terminator}, {cache:?})");
+                let files = rx.column(3).as_dictionary::<arrow::datatypes::UInt32Type>().keys().clone();
+                let numbers: &UInt64Array = rx.column(1).as_primitive();
+                let offsets: &UInt64Array = rx.column(2).as_primitive();
+                for row in 0..rx.num_rows() {
+                    let f = files.value(row) as usize;
+                    let at = references[f].binary_search_by_key(&numbers.value(row), |l| l.number).expect("a kept line");
+                    let line = &references[f][at];
+                    assert_eq!(line.start, offsets.value(row));
+                    let expected = if keep_terminator { line.bytes } else { strip_terminator(line.bytes) };
+                    let got = match line_type {
+                        LineType::Utf8 => rx.column(0).as_string_view().value(row).as_bytes(),
+                        LineType::Binary => rx.column(0).as_binary_view().value(row),
+                    };
+                    assert_eq!(got, expected, "file {f} line {}", numbers.value(row));
+                    rows += 1;
+                }
+                let lines_x: Vec<Vec<u8>> = x.locate().unwrap().lines(keep_terminator).map(<[u8]>::to_vec).collect();
+                let lines_y: Vec<Vec<u8>> = y.locate().unwrap().lines(keep_terminator).map(<[u8]>::to_vec).collect();
+                assert_eq!(lines_x, lines_y);
+            }
+            assert_eq!(rows as u64, a.num_batches() * 64);
+        }
+    }
+}
+
+#[test]
+fn a_crafted_index_of_one_small_file_is_refused_as_in_a_file_alone() {
+    // An index file whose cut lands inside a line (its checksums made valid again, as only
+    // a deliberate writer would) fails the check of the packed lines when they are built:
+    // the batches are then made file by file, and the one reading the bad line reports the
+    // index corrupt, as it would of the file alone; the other batches are served.
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for i in 0..6 {
+        let p = dir.path().join(format!("f{i}.txt"));
+        std::fs::write(&p, (0..20).map(|k| format!("ünïcödé file {i} line {k}\n")).collect::<String>()).unwrap();
+        paths.push(p);
+    }
+    let idx = dir.path().join("idx");
+    let options = Options { batch_size: 10, seed: Some(2), index_cache: IndexCache::Dir(idx.clone()), ..Default::default() };
+    drop(Batcher::open_many(&paths, options.clone()).unwrap());
+    let index = std::fs::read_dir(&idx).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().contains("f4.txt")).unwrap();
+    let mut raw = std::fs::read(&index).unwrap();
+    const HEADER: usize = 256;
+    // Record 2's start one byte later: inside the first character of line 2.
+    let at = HEADER + 2 * 8;
+    let word = u64::from_le_bytes(raw[at..at + 8].try_into().unwrap()) + 1;
+    raw[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    let body = twox_hash::XxHash3_64::oneshot(&raw[HEADER..]);
+    raw[26 * 8..27 * 8].copy_from_slice(&body.to_le_bytes());
+    let head = raw[..31 * 8].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    raw[31 * 8..32 * 8].copy_from_slice(&head.to_le_bytes());
+    std::fs::write(&index, &raw).unwrap();
+    let b = Batcher::open_many(&paths, options).unwrap();
+    let epoch = b.epoch(0).unwrap();
+    let mut refused = 0;
+    for n in 0..epoch.num_batches() {
+        let batch = epoch.batch(n).unwrap();
+        let located = batch.locate().unwrap();
+        assert!(!format!("{located:?}").contains("packed lines"), "the packed lines were built over a bad cut");
+        // Line 3 starts inside a character, and line 2 ends there.
+        let reads_bad_line = located.file_ids().zip(located.line_numbers()).any(|(f, l)| f == 4 && (l == 2 || l == 3));
+        match batch.to_record_batch() {
+            Err(mmap_batcher::Error::CorruptIndex { path, reason }) => {
+                assert!(reads_bad_line && path == paths[4] && reason.contains("line boundaries"), "{reason}");
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => assert!(!reads_bad_line),
+        }
+    }
+    assert!(refused >= 1);
+}

@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
 use crate::options::{LineLayout, LineType, Options, RecordPolicy};
-pub(crate) use views::{line_array, substrings, FileView, Piece, Utf8Checked, Windows};
+pub(crate) use views::{every_cut_holds, line_array, packed_line_array, substrings, FileView, Piece, Utf8Checked, Windows};
 
 use crate::index::LineSpan;
 

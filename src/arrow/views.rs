@@ -106,6 +106,13 @@ impl Windows {
         Windows { whole: None, in_pack: false, base: 0, whole_len: 0, starts, buffers }
     }
 
+    /// The one buffer all of the file lies in, and where the file starts in it: its own
+    /// window (a file of at most `MAX_LINE_LEN` bytes) or its pack. `None` for a file of
+    /// several windows.
+    pub(crate) fn one_buffer(&self) -> Option<(&Buffer, u64)> {
+        self.whole.as_ref().map(|b| (b, self.base))
+    }
+
     /// The data buffers, in the order views name them.
     fn buffers(&self) -> impl Iterator<Item = &Buffer> {
         self.whole.iter().chain(&self.buffers)
@@ -214,6 +221,21 @@ impl Cuts {
     }
 }
 
+/// True when every kept line of `file` is cut as a view of `line_type` must be (the check
+/// [`line_array`] makes of each line it serves, made here once for all of them): nothing to
+/// check for binary views or an index this process built. Reads the map: call it guarded.
+pub(crate) fn every_cut_holds(file: &FileView<'_>, line_type: LineType, keep_terminator: bool) -> bool {
+    let cuts = Cuts::of(file, line_type);
+    if cuts == Cuts::Trusted {
+        return true;
+    }
+    let bytes = file.source.bytes();
+    (0..file.index.len()).all(|k| {
+        let span = file.index.span(k, bytes);
+        bytes.get(span.served_range(keep_terminator)).is_some_and(|line| cuts.hold(bytes, &span, line))
+    })
+}
+
 /// The Arrow view of `line`, at `offset` in data buffer `buffer`. A line over 12 bytes gets
 /// its length, first 4 bytes, buffer and offset (the Arrow spec's layout, little-endian)
 /// built here, inline: arrow's `make_view` is `#[inline(never)]`, and its calls were 4–8%
@@ -311,6 +333,57 @@ pub(crate) fn line_array(
             // file *as the index cuts it*, and `Cuts` that each line here is cut so: by
             // this process's own build, at line boundaries of a file UTF-8 throughout
             // (checked per line), or validated.
+            Arc::new(unsafe { StringViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
+        }
+        (LineType::Utf8, None) => return Err(Error::Internal { message: "a string line column without the UTF-8 check".into() }),
+        (LineType::Binary, _) => {
+            // SAFETY: as above for offsets, lengths, buffer indices and prefixes; binary
+            // views make no promise about the bytes.
+            Arc::new(unsafe { BinaryViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
+        }
+    })
+}
+
+/// The `line` column of a batch drawn from the packs of a corpus (`corpus::PackedLines`):
+/// line `i` is `spans[i]` of pack `pack_of(i)` of `packs`. Every span was checked, when
+/// the packed lines were built, as [`line_array`] checks each line of an index read from a
+/// file ([`every_cut_holds`]); `utf8` is required for [`LineType::Utf8`].
+pub(crate) fn packed_line_array(
+    packs: &[Buffer],
+    pack_of: impl Fn(usize) -> usize,
+    spans: &[LineSpan],
+    line_type: LineType,
+    keep_terminator: bool,
+    utf8: Option<&Utf8Checked>,
+) -> Result<ArrayRef> {
+    // Each pack the batch reads, listed once, in the order first read.
+    let mut listed: Vec<u32> = vec![u32::MAX; packs.len()];
+    let mut buffers = Vec::new();
+    let mut views = Vec::with_capacity(spans.len());
+    for (i, span) in spans.iter().enumerate() {
+        let p = pack_of(i);
+        let pack = packs.get(p).ok_or_else(|| Error::Internal { message: format!("a line of pack {p}, of {}", packs.len()) })?;
+        let line = pack
+            .as_slice()
+            .get(span.served_range(keep_terminator))
+            .ok_or_else(|| Error::Internal { message: format!("a line at {} outside its pack of {} bytes", span.start, pack.len()) })?;
+        if listed[p] == u32::MAX {
+            listed[p] = buffers.len() as u32;
+            buffers.push(pack.clone());
+        }
+        views.push(view(line, listed[p], span.start as u32));
+    }
+    let views = ScalarBuffer::from(views);
+    Ok(match (line_type, utf8) {
+        (LineType::Utf8, Some(_)) => {
+            // SAFETY: every view was made by `view` from the bytes of the pack it names, at
+            // their offset in it (`get` checked that the line lies inside the pack, whose
+            // length is below 2^31, so the offset fits), so offsets, lengths, buffer indices
+            // and prefixes are in bounds and match; the `Utf8Checked` proves that every kept
+            // line of each file read is UTF-8 in the version mapped *as its index cuts it*,
+            // and each span here is such a line, rebased into the pack, checked when the
+            // packed lines were built (`every_cut_holds`, the check `line_array` makes per
+            // line, on the same spans).
             Arc::new(unsafe { StringViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
         }
         (LineType::Utf8, None) => return Err(Error::Internal { message: "a string line column without the UTF-8 check".into() }),

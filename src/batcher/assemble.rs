@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, DictionaryArray, RecordBatch, RecordBatchOptions, StringViewArray, UInt32Array, UInt64Array};
 
-use crate::arrow::{line_array, schema, Column, FileView, Utf8Checked};
+use crate::arrow::{line_array, packed_line_array, schema, Column, FileView, Utf8Checked};
+use crate::corpus::PackedLines;
 use crate::error::{Error, Result};
 use crate::index::LineSpan;
 use crate::options::{LineType, RecordPolicy};
@@ -33,6 +34,17 @@ impl Located {
         Ok(())
     }
 
+    /// The proof that the strings of the files this batch reads are UTF-8 (see
+    /// [`Utf8Checked::check_known`]).
+    fn utf8_checked(&self) -> Result<Utf8Checked> {
+        let known = self.files.all_utf8() && self.files.all_unchanged_at_once();
+        let views: Vec<FileView<'_>> = match known {
+            true => Vec::new(),
+            false => self.read_files().map(|f| FileView { source: &f.source, index: &f.index, windows: &f.windows }).collect(),
+        };
+        Utf8Checked::check_known(&views, known)
+    }
+
     /// The `line` column as it is in the files, of `line_type`: views into the maps (with
     /// the UTF-8 proof for strings), or over the buffer the lines were read into.
     fn line_column(&self, batcher: &Batcher, line_type: LineType) -> Result<ArrayRef> {
@@ -47,6 +59,21 @@ impl Located {
         }
         if !self.gaps.is_empty() {
             return Err(Error::Internal { message: "a batch assembled before its lines were cut at their newlines".into() });
+        }
+        if let Some(packed) = self.files.packed() {
+            let utf8 = match line_type {
+                LineType::Utf8 => Some(self.utf8_checked()?),
+                LineType::Binary => {
+                    self.check_unchanged()?;
+                    None
+                }
+            };
+            // Every cut was checked when the packed lines were built: no line end to read.
+            return self.reading(|| {
+                self.touch(false);
+                let pack_of = |i: usize| PackedLines::pack_of(self.recs[i]);
+                packed_line_array(packed.packs(), pack_of, &self.spans, line_type, keep_terminator, utf8.as_ref())
+            });
         }
         let views: Vec<FileView<'_>> = self.files.iter().map(|f| FileView { source: &f.source, index: &f.index, windows: &f.windows }).collect();
         // Checked unchanged before the first read of the map.

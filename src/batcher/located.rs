@@ -1,7 +1,9 @@
 //! A batch's lines found in the index and read: views into the maps, or copies read
 //! with `pread`; which thread may read a map, and when (see [`Located::prefetch`]).
 
-use crate::corpus::{BatchFiles, OpenFile};
+use crate::corpus::{BatchFiles, OpenFile, PackedLines, Pinned};
+use std::sync::Arc;
+
 use crate::error::Result;
 use crate::index::LineSpan;
 
@@ -13,6 +15,9 @@ impl Batcher {
     /// [`Located::resolve_gaps`] (or [`Located::read_into_memory`]) cuts them at their newline.
     pub(crate) fn locate_with(&self, ids: &[u64]) -> Result<Located> {
         let corpus = &self.inner.corpus;
+        if let Some((all, packed)) = corpus.packed() {
+            return Ok(self.locate_packed(ids, all, packed));
+        }
         let files;
         let mut file_ids: Vec<usize> = Vec::new();
         let mut slots: Vec<u32> = Vec::new();
@@ -85,6 +90,36 @@ impl Batcher {
     }
 }
 
+impl Batcher {
+    /// [`locate_with`](Self::locate_with) in a corpus's packed lines: each line's two
+    /// entries of one array, its file only numbered (never looked at).
+    fn locate_packed(&self, ids: &[u64], all: &Arc<Pinned>, packed: &PackedLines) -> Located {
+        let corpus = &self.inner.corpus;
+        let mut slots = Vec::with_capacity(ids.len());
+        let mut locals = Vec::with_capacity(ids.len());
+        let gathered: Vec<[u64; 2]> = ids
+            .iter()
+            .map(|&id| {
+                let (f, k) = corpus.locate(id);
+                slots.push(f as u32);
+                locals.push(k);
+                packed.pair(id, f)
+            })
+            .collect();
+        let mut spans = Vec::with_capacity(ids.len());
+        let mut gaps = Vec::new();
+        for (i, &[entry, next]) in gathered.iter().enumerate() {
+            let (span, gap) = PackedLines::span(entry, next);
+            if gap {
+                gaps.push(i);
+            }
+            spans.push(span);
+        }
+        let recs = gathered.into_iter().map(|[entry, _]| entry).collect();
+        Located { files: BatchFiles::Packed(all.clone()), file_ids: Vec::new(), slots, locals, recs, spans, gaps, owned: None }
+    }
+}
+
 thread_local! {
     static SLOT_TABLE: std::cell::RefCell<SlotTable> = const { std::cell::RefCell::new(SlotTable { batch: 0, entries: Vec::new() }) };
 }
@@ -118,13 +153,14 @@ pub struct Located {
     pub(super) files: BatchFiles,
     /// Corpus index of each of `files` (empty for a one-file corpus: file 0).
     pub(super) file_ids: Vec<usize>,
-    /// Per line: its index into `files` (empty when there is one file).
+    /// Per line: its index into `files` (empty when there is one file; the file's number in
+    /// the corpus for [`BatchFiles::Packed`]).
     pub(super) slots: Vec<u32>,
     /// Per line: its id within its file.
     pub(super) locals: Vec<u64>,
-    /// Per line: its index record.
+    /// Per line: its index record (its entry, for packed lines: see [`PackedLines`]).
     pub(super) recs: Vec<u64>,
-    /// Per line: where it lies.
+    /// Per line: where it lies (in its file; in its pack, for packed lines).
     pub(super) spans: Vec<LineSpan>,
     /// Lines whose span still runs to the next kept line (see [`Batcher::locate_with`]).
     pub(super) gaps: Vec<usize>,
@@ -156,7 +192,28 @@ impl Located {
         if self.files.all_unchanged_at_once() {
             return Ok(());
         }
-        crate::source::check_all_unchanged(self.files.iter().map(|f| &f.source))
+        crate::source::check_all_unchanged(self.read_files().map(|f| &f.source))
+    }
+
+    /// The files the batch reads, each once: for packed lines, the files its lines are in
+    /// (not every file of the corpus, which `files` holds).
+    pub(super) fn read_files(&self) -> impl Iterator<Item = &OpenFile> + '_ {
+        let slots: Vec<u32> = match self.files.packed() {
+            Some(_) => {
+                let mut fs = self.slots.clone();
+                fs.sort_unstable();
+                fs.dedup();
+                fs
+            }
+            None => (0..self.files.len() as u32).collect(),
+        };
+        slots.into_iter().map(move |s| &self.files[s as usize])
+    }
+
+    /// The packs of packed lines, and line `i`'s pack among them.
+    #[inline(always)]
+    fn pack_of(&self, i: usize) -> usize {
+        PackedLines::pack_of(self.recs[i])
     }
 
     /// Runs `read`, which reads this batch's maps, guarded (see `source::truncation`): a
@@ -168,28 +225,34 @@ impl Located {
                 // The change names the file; a file truncated and grown back in between
                 // shows nothing, and is still not served.
                 self.check_unchanged()?;
-                let path = self.files.first().map(|f| f.source.path().to_path_buf()).unwrap_or_default();
+                let path = self.read_files().next().map(|f| f.source.path().to_path_buf()).unwrap_or_default();
                 Err(crate::Error::FileChanged { path, what: "truncated while its lines were read".into() })
             }
         }
     }
 
-    /// Line `i`'s bytes and span in them: the file's map, or the buffer it was read into.
+    /// Line `i`'s bytes and span in them: the file's map (its pack, for packed lines), or
+    /// the buffer it was read into.
     #[inline]
     fn source_of(&self, i: usize) -> (&[u8], &LineSpan) {
-        match &self.owned {
-            Some((buffer, spans)) => (buffer.as_slice(), &spans[i]),
-            None => (self.file(i).source.bytes(), &self.spans[i]),
+        match (&self.owned, self.files.packed()) {
+            (Some((buffer, spans)), _) => (buffer.as_slice(), &spans[i]),
+            (None, Some(packed)) => (packed.packs()[self.pack_of(i)].as_slice(), &self.spans[i]),
+            (None, None) => (self.file(i).source.bytes(), &self.spans[i]),
         }
     }
 
     /// The one buffer every line is in, when there is one (a single file's map, or the
     /// lines read into memory): the per-line loops below then skip the file lookup.
     fn single_source(&self) -> Option<(&[u8], &[LineSpan])> {
-        match &self.owned {
-            Some((buffer, spans)) => Some((buffer.as_slice(), spans)),
-            None if self.files.len() == 1 => Some((self.files[0].source.bytes(), &self.spans)),
-            None => None,
+        match (&self.owned, self.files.packed()) {
+            (Some((buffer, spans)), _) => Some((buffer.as_slice(), spans)),
+            (None, Some(packed)) => match packed.packs() {
+                [pack] => Some((pack.as_slice(), &self.spans)),
+                _ => None,
+            },
+            (None, None) if self.files.len() == 1 => Some((self.files[0].source.bytes(), &self.spans)),
+            (None, None) => None,
         }
     }
 
@@ -221,6 +284,9 @@ impl Located {
     /// shuffle from disk): every line is a random read, which the disk serves far faster
     /// in parallel than as page faults one at a time.
     pub(crate) fn read_into_memory(&mut self) -> Result<()> {
+        if self.files.packed().is_some() {
+            return Err(crate::Error::Internal { message: "packed lines read from disk".into() });
+        }
         // A line not yet cut at its newline is read up to the bound of the search for it.
         let limit = crate::index::record::LONG_LINE;
         for &i in &self.gaps {
@@ -270,17 +336,52 @@ impl Located {
 
     /// 1-based physical line numbers, in served order.
     pub fn line_numbers(&self) -> impl Iterator<Item = u64> + '_ {
-        self.locals.iter().zip(&self.recs).enumerate().map(move |(i, (&k, &rec))| self.file(i).index.line_number_of(k, rec))
+        let packed = self.files.packed().is_some();
+        self.locals.iter().zip(&self.recs).enumerate().map(move |(i, (&k, &rec))| {
+            let index = &self.file(i).index;
+            // A packed entry is not the file's record: the file's own is looked up.
+            if packed {
+                index.line_number(k)
+            } else {
+                index.line_number_of(k, rec)
+            }
+        })
     }
 
     /// Corpus index of the file of each line.
     pub fn file_ids(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len()).map(move |i| self.slots.get(i).map_or(0, |&s| self.file_ids[s as usize]))
+        let packed = self.files.packed().is_some();
+        (0..self.len()).map(move |i| match self.slots.get(i) {
+            Some(&s) if packed => s as usize,
+            Some(&s) => self.file_ids[s as usize],
+            None => 0,
+        })
     }
 
     /// Byte offsets of the lines in their files.
     pub fn byte_offsets(&self) -> impl Iterator<Item = u64> + '_ {
-        self.spans.iter().map(|s| s.start)
+        let packed = self.files.packed();
+        self.spans.iter().enumerate().map(move |(i, s)| match (packed, &self.owned) {
+            (Some(p), None) => s.start - p.base(self.slots[i] as usize),
+            _ => s.start,
+        })
+    }
+
+    /// The span of line `i`, followed by skipped lines, cut at its newline (see
+    /// [`LineIndex::span_after_gap`](crate::index::LineIndex::span_after_gap)): packed
+    /// lines in their file's terms, then back in their pack's.
+    fn span_after_gap(&self, i: usize) -> LineSpan {
+        let file = self.file(i);
+        let span = self.spans[i];
+        match self.files.packed() {
+            Some(p) => {
+                let base = p.base(self.slots[i] as usize);
+                let local = LineSpan { start: span.start - base, end: span.end - base, terminator: span.terminator };
+                let cut = file.index.span_after_gap(self.locals[i], local, file.source.bytes());
+                LineSpan { start: cut.start + base, end: cut.end + base, terminator: cut.terminator }
+            }
+            None => file.index.span_after_gap(self.locals[i], span, file.source.bytes()),
+        }
     }
 
     /// Cuts the lines followed by skipped lines at their first newline, read in the map
@@ -294,12 +395,12 @@ impl Located {
         let gaps = std::mem::take(&mut self.gaps);
         let cut = self.reading(|| {
             // Touch them all first, so their cache misses overlap, then search.
-            let touched = gaps.iter().fold(0u8, |acc, &i| acc ^ self.file(i).source.bytes().get(self.spans[i].start as usize).copied().unwrap_or(0));
+            let touched = gaps.iter().fold(0u8, |acc, &i| {
+                let (bytes, span) = self.source_of(i);
+                acc ^ bytes.get(span.start as usize).copied().unwrap_or(0)
+            });
             std::hint::black_box(touched);
-            Ok(gaps
-                .iter()
-                .map(|&i| (i, self.file(i).index.span_after_gap(self.locals[i], self.spans[i], self.file(i).source.bytes())))
-                .collect::<Vec<_>>())
+            Ok(gaps.iter().map(|&i| (i, self.span_after_gap(i))).collect::<Vec<_>>())
         })?;
         for (i, span) in cut {
             self.spans[i] = span;
@@ -315,15 +416,14 @@ impl Located {
         if self.owned.is_some() {
             return;
         }
-        if self.files.len() == 1 {
-            let bytes = self.files[0].source.bytes();
-            for s in &self.spans {
+        if let Some((bytes, spans)) = self.single_source() {
+            for s in spans {
                 crate::source::prefetch(bytes, s.start as usize);
                 crate::source::prefetch(bytes, (s.end as usize).saturating_sub(1));
             }
         } else {
-            for (s, &slot) in self.spans.iter().zip(&self.slots) {
-                let bytes = self.files[slot as usize].source.bytes();
+            for (i, s) in self.spans.iter().enumerate() {
+                let (bytes, _) = self.source_of(i);
                 crate::source::prefetch(bytes, s.start as usize);
                 crate::source::prefetch(bytes, (s.end as usize).saturating_sub(1));
             }
@@ -343,9 +443,11 @@ impl Located {
             let last = if ends { bytes.get((s.end as usize).wrapping_sub(1)).copied().unwrap_or(0) } else { 0 };
             first ^ last
         };
-        let touched = if self.files.len() == 1 {
-            let bytes = self.files[0].source.bytes();
-            self.spans.iter().fold(0u8, |acc, s| acc ^ touch(bytes, s))
+        let touched = if let Some((bytes, spans)) = self.single_source() {
+            spans.iter().fold(0u8, |acc, s| acc ^ touch(bytes, s))
+        } else if let Some(packed) = self.files.packed() {
+            let maps: Vec<&[u8]> = packed.packs().iter().map(|p| p.as_slice()).collect();
+            self.spans.iter().enumerate().fold(0u8, |acc, (i, s)| acc ^ touch(maps[self.pack_of(i)], s))
         } else {
             let maps: Vec<&[u8]> = self.files.iter().map(|f| f.source.bytes()).collect();
             self.spans.iter().zip(&self.slots).fold(0u8, |acc, (s, &slot)| acc ^ touch(maps[slot as usize], s))

@@ -22,6 +22,7 @@ use crate::options::KeepRules;
 #[cfg(feature = "cli")]
 pub(crate) use persist::index_files_of;
 use record::{Layout, LONG_LINE};
+pub(crate) use store::RecordStore;
 use store::Records;
 pub use utf8::Utf8Verdict;
 

@@ -48,7 +48,7 @@ impl RecordStore {
         self.used = used;
     }
 
-    fn records(&self) -> &[u64] {
+    pub(crate) fn records(&self) -> &[u64] {
         &bytemuck::cast_slice::<u8, u64>(&self.map[..])[self.used.clone()]
     }
 }

@@ -23,7 +23,8 @@ impl PathStats {
             return std::fs::metadata(path).map(|m| Identity::of(&m));
         };
         let fd = match self.dir.take() {
-            Some((dir, fd)) if dir == parent => self.dir.insert((dir, fd)),
+            // (Bytes compared, not components: the same spelling is the same directory here.)
+            Some((dir, fd)) if dir.as_os_str() == parent.as_os_str() => self.dir.insert((dir, fd)),
             _ => match rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
                 Ok(fd) => self.dir.insert((parent.to_path_buf(), fd)),
                 // A directory that cannot be opened: the path's own `stat` says why.
@@ -41,6 +42,21 @@ impl PathStats {
             ctime_ns: ns(s.stx_ctime),
         })
     }
+}
+
+/// The directory `path` is in, as spelled (`.` for a bare name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// The device and inode of each of some directories, `None` for one that could not be
+/// looked at.
+pub(crate) type DirIdentities = Vec<Option<(u64, u64)>>;
+
+/// The [`DirIdentities`] of `dirs` now (links followed).
+pub(crate) fn dir_identities(dirs: &[PathBuf]) -> DirIdentities {
+    use std::os::unix::fs::MetadataExt;
+    dirs.iter().map(|d| std::fs::metadata(d).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()))).collect()
 }
 
 /// Threads for `count` `stat`s: one costs microseconds, so threads pay off from a few

@@ -14,6 +14,9 @@ use crate::options::{FilePolicy, LineType, Options, Shuffle};
 use crate::order::BlockLayout;
 use crate::source::{Cancel, ChangeWatch, Identity, ResolvedIo, SourceFile};
 
+mod packed;
+pub(crate) use packed::PackedLines;
+
 /// A file of the corpus, mapped and indexed.
 #[derive(Debug)]
 pub(crate) struct OpenFile {
@@ -39,6 +42,10 @@ pub(crate) enum BatchFiles {
     /// drawn from a tree touches a thousand files, and a lock and a count on each, in
     /// cache lines no other batch had touched lately, were a tenth of its time.
     Pinned { all: Arc<Pinned>, ids: Vec<usize> },
+    /// Every file of a corpus whose lines are served from its [`PackedLines`], a batch's
+    /// slots being the files' numbers in the corpus: finding a batch's lines then looks at
+    /// no file.
+    Packed(Arc<Pinned>),
 }
 
 /// Every file of a corpus that keeps them all mapped, and what is known of all of them at
@@ -50,13 +57,31 @@ pub(crate) struct Pinned {
     watch: Option<Arc<ChangeWatch>>,
     /// Every file's index found every kept line UTF-8.
     utf8: bool,
+    /// The lines of every file as one array: built at the first batch.
+    packed: std::sync::OnceLock<Option<PackedLines>>,
+    /// The views the packed lines are checked for: their line type, and whether they keep
+    /// terminators (`None`: never built, for a corpus read from disk or with a file of
+    /// several windows).
+    packable: Option<(LineType, bool)>,
 }
 
 impl Pinned {
-    fn new(files: Box<[Arc<OpenFile>]>, watch: Option<&Arc<ChangeWatch>>) -> Self {
+    fn new(files: Box<[Arc<OpenFile>]>, watch: Option<&Arc<ChangeWatch>>, options: &Options, io: ResolvedIo) -> Self {
         let watch = watch.filter(|w| files.iter().all(|f| f.source.is_watched_by(w))).cloned();
         let utf8 = files.iter().all(|f| f.index.utf8() == Utf8Verdict::Valid);
-        Pinned { files, watch, utf8 }
+        // (A file without lines, such as an empty one, needs no buffer.)
+        let one_buffer = |f: &OpenFile| f.windows.one_buffer().is_some() || f.index.len() == 0;
+        let packable = (files.len() > 1 && io == ResolvedIo::Cached && files.iter().all(|f| one_buffer(f)))
+            .then_some((options.line_type, options.keep_terminator));
+        Pinned { files, watch, utf8, packed: std::sync::OnceLock::new(), packable }
+    }
+
+    /// The packed lines of every file, built now if this is the first ask (`None` if they
+    /// cannot be: see [`PackedLines::build`]).
+    pub(crate) fn packed(&self) -> Option<&PackedLines> {
+        let (line_type, keep_terminator) = self.packable?;
+        // At most an eighth of the memory there is, as for an index built from a copy.
+        self.packed.get_or_init(|| PackedLines::build(&self.files, line_type, keep_terminator, crate::source::memory_budget() / 8)).as_ref()
     }
 }
 
@@ -66,7 +91,7 @@ impl BatchFiles {
     /// that each file must be checked.
     pub(crate) fn all_unchanged_at_once(&self) -> bool {
         match self {
-            BatchFiles::Pinned { all, .. } => all.watch.as_ref().is_some_and(|w| {
+            BatchFiles::Pinned { all, .. } | BatchFiles::Packed(all) => all.watch.as_ref().is_some_and(|w| {
                 w.poll();
                 w.all_quiet()
             }),
@@ -77,7 +102,15 @@ impl BatchFiles {
     /// True when every file of the batch is known, from the open, to hold only UTF-8 kept
     /// lines (`false`: ask each file's index).
     pub(crate) fn all_utf8(&self) -> bool {
-        matches!(self, BatchFiles::Pinned { all, .. } if all.utf8)
+        matches!(self, BatchFiles::Pinned { all, .. } | BatchFiles::Packed(all) if all.utf8)
+    }
+
+    /// The packed lines the batch was found in, if it was (see [`BatchFiles::Packed`]).
+    pub(crate) fn packed(&self) -> Option<&PackedLines> {
+        match self {
+            BatchFiles::Packed(all) => all.packed(),
+            _ => None,
+        }
     }
 }
 
@@ -86,6 +119,7 @@ impl BatchFiles {
         match self {
             BatchFiles::Held(files) => files.len(),
             BatchFiles::Pinned { ids, .. } => ids.len(),
+            BatchFiles::Packed(all) => all.files.len(),
         }
     }
 
@@ -101,6 +135,9 @@ impl BatchFiles {
 impl std::fmt::Debug for BatchFiles {
     /// The batch's files only (not the whole corpus a pinned batch holds).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let BatchFiles::Packed(all) = self {
+            return write!(f, "the packed lines of {} files", all.files.len());
+        }
         f.debug_list().entries(self.iter().map(|file| file.source.path())).finish()
     }
 }
@@ -113,6 +150,7 @@ impl std::ops::Index<usize> for BatchFiles {
         match self {
             BatchFiles::Held(files) => &files[slot],
             BatchFiles::Pinned { all, ids } => &all.files[ids[slot]],
+            BatchFiles::Packed(all) => &all.files[slot],
         }
     }
 }
@@ -162,8 +200,12 @@ pub(crate) struct Corpus {
     notices: Vec<String>,
     /// Files left out under `on_bad_file = Skip`, with why.
     skipped: Vec<(PathBuf, String)>,
-    /// The files in the order of their directories (for the paths' check at each epoch).
-    by_dir: std::sync::OnceLock<Vec<u32>>,
+    /// The files in the order of their directories, and the directories (for the paths'
+    /// check at each epoch).
+    by_dir: std::sync::OnceLock<(Vec<u32>, Vec<PathBuf>)>,
+    /// What each of those directories was (device, inode) when every file last passed the
+    /// paths' check (see [`check_paths_unchanged`](Self::check_paths_unchanged)).
+    dirs_passed: Mutex<Option<crate::source::DirIdentities>>,
 }
 
 impl Corpus {
@@ -297,7 +339,7 @@ impl Corpus {
         // Files are unmapped only to stay within `max_open`: with every file mapped and
         // within it, none ever is.
         let pinned = (open_count == entries.len() && open_count <= max_open)
-            .then(|| Arc::new(Pinned::new(entries.iter().filter_map(|e| lock(&e.open).clone()).collect(), watch.as_ref())));
+            .then(|| Arc::new(Pinned::new(entries.iter().filter_map(|e| lock(&e.open).clone()).collect(), watch.as_ref(), options, io)));
         let corpus = Corpus {
             pinned,
             entries,
@@ -312,6 +354,7 @@ impl Corpus {
             notices,
             skipped,
             by_dir: std::sync::OnceLock::new(),
+            dirs_passed: Mutex::new(None),
         };
         Ok(corpus)
     }
@@ -380,6 +423,13 @@ impl Corpus {
             return (0, id);
         }
         self.starts.locate(id)
+    }
+
+    /// Every file, when the corpus keeps them all mapped, with their lines as one array
+    /// (built at the first ask; see [`PackedLines`]).
+    pub(crate) fn packed(&self) -> Option<(&Arc<Pinned>, &PackedLines)> {
+        let all = self.pinned.as_ref()?;
+        Some((all, all.packed()?))
     }
 
     /// Files `fs`, each as [`file`](Self::file) gives it. A batch drawn at random from a
@@ -454,12 +504,41 @@ impl Corpus {
     /// mapping the files not mapped now: on every core for many files, the files of each
     /// directory one after another so that each directory is resolved once. The first file
     /// in corpus order that changed is the error.
+    ///
+    /// When one watch watches every file and has reported nothing since the open, a `stat`
+    /// of each directory stands for those of the files: each directory still the one it
+    /// was when every file last passed this check, no file's name in it can name another
+    /// file now, since renaming over a watched file, removing it or moving it are events of
+    /// its watch (its link count or its name changes), and the watch says the files are
+    /// unchanged. (What only a file's own `stat` would see: a write through another
+    /// process's writable map of it, which the reader's own files alone allow.)
     pub(crate) fn check_paths_unchanged(&self) -> Result<()> {
-        let by_dir = self.by_dir.get_or_init(|| {
+        let (by_dir, dirs) = self.by_dir.get_or_init(|| {
+            let parent = |f: u32| crate::source::parent_dir(&self.entries[f as usize].path);
             let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
-            order.sort_by(|&a, &b| self.entries[a as usize].path.parent().cmp(&self.entries[b as usize].path.parent()));
-            order
+            order.sort_by(|&a, &b| parent(a).cmp(parent(b)));
+            let mut dirs: Vec<PathBuf> = order.iter().map(|&f| parent(f).to_path_buf()).collect();
+            dirs.dedup();
+            (order, dirs)
         });
+        let watched = self.pinned.as_ref().and_then(|p| p.watch.as_ref()).is_some_and(|w| {
+            w.poll();
+            w.all_quiet()
+        });
+        let now = watched.then(|| crate::source::dir_identities(dirs));
+        if let Some(now) = &now {
+            if now.iter().all(Option::is_some) && lock(&self.dirs_passed).as_ref() == Some(now) {
+                return Ok(());
+            }
+        }
+        self.check_each_path(by_dir)?;
+        // The directories were looked at before the files: what they were when all passed.
+        *lock(&self.dirs_passed) = now;
+        Ok(())
+    }
+
+    /// [`check_paths_unchanged`](Self::check_paths_unchanged) of each file, by `stat`.
+    fn check_each_path(&self, by_dir: &[u32]) -> Result<()> {
         // The earliest file (in corpus order) of `files` that changed, and why.
         let check = |files: &[u32]| -> Option<(u32, Error)> {
             let mut stats = crate::source::PathStats::default();
