@@ -6,7 +6,6 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, DictionaryArray, RecordBatch, RecordBatchOptions, StringViewArray, UInt32Array, UInt64Array};
 
 use crate::arrow::{line_array, packed_line_array, schema, Column, FileView, Utf8Checked};
-use crate::corpus::PackedLines;
 use crate::error::{Error, Result};
 use crate::index::LineSpan;
 use crate::options::{LineType, RecordPolicy};
@@ -71,7 +70,7 @@ impl Located {
             // Every cut was checked when the packed lines were built: no line end to read.
             return self.reading(|| {
                 self.touch(false);
-                let pack_of = |i: usize| PackedLines::pack_of(self.recs[i]);
+                let pack_of = |i: usize| self.pack_of(packed, i);
                 packed_line_array(packed.packs(), pack_of, &self.spans, line_type, keep_terminator, utf8.as_ref())
             });
         }

@@ -1,7 +1,7 @@
 //! A batch's lines found in the index and read: views into the maps, or copies read
 //! with `pread`; which thread may read a map, and when (see [`Located::prefetch`]).
 
-use crate::corpus::{BatchFiles, OpenFile, PackedLines, Pinned};
+use crate::corpus::{packed, BatchFiles, OpenFile, PackedLines, Pinned};
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -97,19 +97,20 @@ impl Batcher {
         let corpus = &self.inner.corpus;
         let mut slots = Vec::with_capacity(ids.len());
         let mut locals = Vec::with_capacity(ids.len());
+        let entries = packed.entries();
         let gathered: Vec<[u64; 2]> = ids
             .iter()
             .map(|&id| {
                 let (f, k) = corpus.locate(id);
                 slots.push(f as u32);
                 locals.push(k);
-                packed.pair(id, f)
+                packed::pair(entries, id, f)
             })
             .collect();
         let mut spans = Vec::with_capacity(ids.len());
         let mut gaps = Vec::new();
         for (i, &[entry, next]) in gathered.iter().enumerate() {
-            let (span, gap) = PackedLines::span(entry, next);
+            let (span, gap) = packed::span(entry, next);
             if gap {
                 gaps.push(i);
             }
@@ -210,10 +211,10 @@ impl Located {
         slots.into_iter().map(move |s| &self.files[s as usize])
     }
 
-    /// The packs of packed lines, and line `i`'s pack among them.
+    /// Line `i`'s pack among the packed lines' packs.
     #[inline(always)]
-    fn pack_of(&self, i: usize) -> usize {
-        PackedLines::pack_of(self.recs[i])
+    pub(super) fn pack_of(&self, packed: &PackedLines, i: usize) -> usize {
+        packed.pack_of(self.slots[i] as usize)
     }
 
     /// Runs `read`, which reads this batch's maps, guarded (see `source::truncation`): a
@@ -237,7 +238,7 @@ impl Located {
     fn source_of(&self, i: usize) -> (&[u8], &LineSpan) {
         match (&self.owned, self.files.packed()) {
             (Some((buffer, spans)), _) => (buffer.as_slice(), &spans[i]),
-            (None, Some(packed)) => (packed.packs()[self.pack_of(i)].as_slice(), &self.spans[i]),
+            (None, Some(packed)) => (packed.packs()[self.pack_of(packed, i)].as_slice(), &self.spans[i]),
             (None, None) => (self.file(i).source.bytes(), &self.spans[i]),
         }
     }
@@ -337,14 +338,9 @@ impl Located {
     /// 1-based physical line numbers, in served order.
     pub fn line_numbers(&self) -> impl Iterator<Item = u64> + '_ {
         let packed = self.files.packed().is_some();
-        self.locals.iter().zip(&self.recs).enumerate().map(move |(i, (&k, &rec))| {
-            let index = &self.file(i).index;
-            // A packed entry is not the file's record: the file's own is looked up.
-            if packed {
-                index.line_number(k)
-            } else {
-                index.line_number_of(k, rec)
-            }
+        self.locals.iter().zip(&self.recs).enumerate().map(move |(i, (&k, &rec))| match packed {
+            true => packed::line_number(rec, k),
+            false => self.file(i).index.line_number_of(k, rec),
         })
     }
 
@@ -447,7 +443,7 @@ impl Located {
             spans.iter().fold(0u8, |acc, s| acc ^ touch(bytes, s))
         } else if let Some(packed) = self.files.packed() {
             let maps: Vec<&[u8]> = packed.packs().iter().map(|p| p.as_slice()).collect();
-            self.spans.iter().enumerate().fold(0u8, |acc, (i, s)| acc ^ touch(maps[self.pack_of(i)], s))
+            self.spans.iter().enumerate().fold(0u8, |acc, (i, s)| acc ^ touch(maps[self.pack_of(packed, i)], s))
         } else {
             let maps: Vec<&[u8]> = self.files.iter().map(|f| f.source.bytes()).collect();
             self.spans.iter().zip(&self.slots).fold(0u8, |acc, (s, &slot)| acc ^ touch(maps[slot as usize], s))

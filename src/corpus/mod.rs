@@ -14,7 +14,7 @@ use crate::options::{FilePolicy, LineType, Options, Shuffle};
 use crate::order::BlockLayout;
 use crate::source::{Cancel, ChangeWatch, Identity, ResolvedIo, SourceFile};
 
-mod packed;
+pub(crate) mod packed;
 pub(crate) use packed::PackedLines;
 
 /// A file of the corpus, mapped and indexed.
@@ -511,7 +511,9 @@ impl Corpus {
     /// file now, since renaming over a watched file, removing it or moving it are events of
     /// its watch (its link count or its name changes), and the watch says the files are
     /// unchanged. (What only a file's own `stat` would see: a write through another
-    /// process's writable map of it, which the reader's own files alone allow.)
+    /// process's writable map of it, which the reader's own files alone allow.) The first
+    /// check after the open is always the files' own: it also sees a path replaced before
+    /// its watch was added (by path), which then watches the new file.
     pub(crate) fn check_paths_unchanged(&self) -> Result<()> {
         let (by_dir, dirs) = self.by_dir.get_or_init(|| {
             let parent = |f: u32| crate::source::parent_dir(&self.entries[f as usize].path);

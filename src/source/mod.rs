@@ -273,9 +273,10 @@ impl SourceFile {
         }
     }
 
-    /// Watches the file with `watch` (its descriptor released), then checks that the path
-    /// still names the file mapped and unchanged: changes before the watch are seen by
-    /// this check, the ones after it by the watch.
+    /// Watches the file with `watch` (its descriptor released), then checks it as each
+    /// batch does. The watch is added by path: should the path have been replaced since
+    /// the file was opened, it watches the new file, and the `stat` of every path at the
+    /// first epoch's start (always made: see `Corpus::check_paths_unchanged`) reports it.
     pub(crate) fn watch_with(&mut self, watch: &std::sync::Arc<ChangeWatch>) -> Result<()> {
         if self.file.is_none() {
             self.watched = watch.add(&self.path);

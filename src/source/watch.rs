@@ -13,7 +13,11 @@
 //! overflowed, and every file in a child process (after `fork` the inotify descriptor is
 //! shared, and the parent may drain events the child needed). Writes through another
 //! process's writable map of the file raise no inotify event; they change the file's
-//! modification time, which the `stat` of every file at each epoch's start sees.
+//! modification time, which the `stat` of every file at an epoch's start sees — made
+//! until one watch that watches every file of the corpus has seen nothing since the open,
+//! when a `stat` of each directory stands for it (see `Corpus::check_paths_unchanged`):
+//! the reader's own files are the only ones such a write can reach (others' are never
+//! served from a map), and the reader trusts itself.
 
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
