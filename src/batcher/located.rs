@@ -97,16 +97,15 @@ impl Batcher {
         let corpus = &self.inner.corpus;
         let mut slots = Vec::with_capacity(ids.len());
         let mut locals = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let (f, k) = corpus.locate(id);
+            slots.push(f as u32);
+            locals.push(k);
+        }
+        // Gathered in a loop of its own, as in `locate_with`: without the branches of
+        // finding each line's file, dozens of its cache misses are in flight at once.
         let entries = packed.entries();
-        let gathered: Vec<[u64; 2]> = ids
-            .iter()
-            .map(|&id| {
-                let (f, k) = corpus.locate(id);
-                slots.push(f as u32);
-                locals.push(k);
-                packed::pair(entries, id, f)
-            })
-            .collect();
+        let gathered: Vec<[u64; 2]> = ids.iter().zip(&slots).map(|(&id, &f)| packed::pair(entries, id, f as usize)).collect();
         let mut spans = Vec::with_capacity(ids.len());
         let mut gaps = Vec::new();
         for (i, &[entry, next]) in gathered.iter().enumerate() {
