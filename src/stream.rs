@@ -114,6 +114,19 @@ pub struct BatchStream {
     builders: Vec<std::thread::JoinHandle<()>>,
     /// The consumer reads the lines: they are cut at their newlines on its side.
     read_lines: bool,
+    /// The consumer's own builder state: a consumer with no batch to hand out builds the
+    /// next unit itself rather than sleeping until a builder wakes it (`None`: it never
+    /// does, from disk, where the builders' reads are planned in order).
+    helper: Option<Helper>,
+}
+
+/// A [`ReadAhead`] for the consumer's own builds.
+struct Helper(ReadAhead);
+
+impl std::fmt::Debug for Helper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Helper")
+    }
 }
 
 /// What the builders share: the units still to take, and the budget of batches in flight.
@@ -190,17 +203,18 @@ impl BatchStream {
         });
         let (tx, rx) = channel();
         let mut spawn_error = None;
+        let read_ahead = || ReadAhead {
+            batcher: batcher.clone(),
+            window: None,
+            io,
+            allowed: options.allowed.clone(),
+            read_lines: options.read_lines,
+            columns: options.columns.clone(),
+            prefetchers: Default::default(),
+        };
         let handles: Vec<_> = (0..builders)
             .filter_map(|_| {
-                let ahead = ReadAhead {
-                    batcher: batcher.clone(),
-                    window: None,
-                    io,
-                    allowed: options.allowed.clone(),
-                    read_lines: options.read_lines,
-                    columns: options.columns.clone(),
-                    prefetchers: Default::default(),
-                };
+                let ahead = read_ahead();
                 let (shared, tx) = (shared.clone(), tx.clone());
                 let spawned = std::thread::Builder::new().name("mmb-builder".into()).spawn(move || build(ahead, &shared, &tx));
                 spawned.map_err(|e| spawn_error = Some(e)).ok()
@@ -211,7 +225,8 @@ impl BatchStream {
             // Fewer builders than asked for only slow the stream; none ends it.
             arrived.insert(0, Err(crate::Error::Internal { message: format!("could not start a batch builder thread: {e}") }));
         }
-        BatchStream { rx: Some(rx), shared, arrived, next: 0, builders: handles, read_lines: options.read_lines }
+        let helper = (io == ResolvedIo::Cached).then(|| Helper(read_ahead()));
+        BatchStream { rx: Some(rx), shared, arrived, next: 0, builders: handles, read_lines: options.read_lines, helper }
     }
 
     /// Waits up to `timeout` for the next batch.
@@ -221,24 +236,46 @@ impl BatchStream {
             if let Some(ready) = self.arrived.remove(&self.next) {
                 return self.hand_out(ready);
             }
-            let Some(rx) = &self.rx else { return Wait::Done };
-            match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            let Some(rx) = &self.rx else {
+                // Every builder hung up, none panicked: what is left arrived already, so a
+                // batch missing before the others is one no one sent (never a silent gap).
+                if self.arrived.is_empty() {
+                    return Wait::Done;
+                }
+                self.arrived.clear();
+                return Wait::Batch(Box::new(Err(crate::Error::Internal { message: "a batch of the stream was never built".into() })));
+            };
+            let got = match rx.try_recv() {
+                Ok(x) => Ok(x),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(()),
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    // Nothing ready: build the next unit here, if there is one to take.
+                    if self.help() {
+                        continue;
+                    }
+                    let Some(rx) = &self.rx else { continue };
+                    match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                        Ok(x) => Ok(x),
+                        Err(RecvTimeoutError::Timeout) => return Wait::Pending,
+                        Err(RecvTimeoutError::Disconnected) => Err(()),
+                    }
+                }
+            };
+            match got {
                 Ok((place, ready)) => {
                     self.arrived.insert(place, ready);
                 }
-                Err(RecvTimeoutError::Timeout) => return Wait::Pending,
-                Err(RecvTimeoutError::Disconnected) => {
+                Err(()) => {
                     self.rx = None;
                     // Every builder hung up: the units ran out, or one panicked (a bug)
                     // and its batch never came — never a silent early end.
                     let panicked = self.builders.drain(..).map(std::thread::JoinHandle::join).any(|r| r.is_err());
-                    if panicked || !self.arrived.is_empty() {
+                    if panicked {
                         self.arrived.clear();
                         return Wait::Batch(Box::new(Err(crate::Error::Internal {
                             message: "a batch builder panicked; batches after this one were not served".into(),
                         })));
                     }
-                    return Wait::Done;
                 }
             }
         }
@@ -264,6 +301,37 @@ impl BatchStream {
             }
             Ok(r)
         })))
+    }
+
+    /// Builds the next unit on the consumer's thread, if one can be taken now (a credit
+    /// free, a unit left), into `arrived`: true if it did. A consumer faster than the
+    /// builders otherwise sleeps for each batch and is woken by the one that sends it (a
+    /// system call and a context switch per batch, each on the cores the builders use).
+    fn help(&mut self) -> bool {
+        let Some(Helper(ahead)) = &mut self.helper else { return false };
+        let shared = &self.shared;
+        {
+            let mut credits = lock(&shared.credits);
+            if credits.left == 0 || shared.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            credits.left -= 1;
+        }
+        let taken = {
+            let mut units = lock(&shared.units);
+            units.iter.next().map(|unit| {
+                units.next += 1;
+                (units.next - 1, unit)
+            })
+        };
+        let Some((place, (e, b))) = taken else {
+            lock(&shared.credits).left += 1;
+            self.helper = None;
+            return false;
+        };
+        let ready = shared_epoch(shared, &ahead.batcher, e).and_then(|epoch| ahead.prepare(&epoch, b));
+        self.arrived.insert(place, ready);
+        true
     }
 
     fn stop_builders(&mut self) {
