@@ -142,6 +142,16 @@ struct Shared {
     epochs: Mutex<Vec<Epoch>>,
 }
 
+impl Shared {
+    /// The next unit and its place in the stream, if any is left.
+    fn take_unit(&self) -> Option<(u64, (u64, u64))> {
+        let mut units = lock(&self.units);
+        let unit = units.iter.next()?;
+        units.next += 1;
+        Some((units.next - 1, unit))
+    }
+}
+
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").field("stop", &self.stop).finish_non_exhaustive()
@@ -317,14 +327,7 @@ impl BatchStream {
             }
             credits.left -= 1;
         }
-        let taken = {
-            let mut units = lock(&shared.units);
-            units.iter.next().map(|unit| {
-                units.next += 1;
-                (units.next - 1, unit)
-            })
-        };
-        let Some((place, (e, b))) = taken else {
+        let Some((place, (e, b))) = shared.take_unit() else {
             lock(&shared.credits).left += 1;
             self.helper = None;
             return false;
@@ -366,12 +369,7 @@ fn build(mut ahead: ReadAhead, shared: &Shared, tx: &Sender<(u64, Result<Ready>)
             }
             credits.left -= 1;
         }
-        let (place, (e, b)) = {
-            let mut units = lock(&shared.units);
-            let Some(unit) = units.iter.next() else { return };
-            units.next += 1;
-            (units.next - 1, unit)
-        };
+        let Some((place, (e, b))) = shared.take_unit() else { return };
         let ready = shared_epoch(shared, &ahead.batcher, e).and_then(|epoch| ahead.prepare(&epoch, b));
         let failed = ready.is_err();
         // The receiver is gone when the consumer dropped the stream: stop early.

@@ -321,27 +321,15 @@ pub(crate) fn line_array(
             }
         }
     }
-    let views = ScalarBuffer::from(views);
-    Ok(match (line_type, utf8) {
-        (LineType::Utf8, Some(_)) => {
-            // SAFETY: every view was made by `view` from the bytes of the window it names,
-            // with `offset + len` checked against that window's length above (for a file in
-            // a pack: against the file's length, its part of the pack starting at `base`,
-            // which `Windows::new` checked lies inside the pack), so offsets, lengths and
-            // buffer indices are in bounds and prefixes match; the
-            // `Utf8Checked` proves that every kept line is UTF-8 in this version of each
-            // file *as the index cuts it*, and `Cuts` that each line here is cut so: by
-            // this process's own build, at line boundaries of a file UTF-8 throughout
-            // (checked per line), or validated.
-            Arc::new(unsafe { StringViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
-        }
-        (LineType::Utf8, None) => return Err(Error::Internal { message: "a string line column without the UTF-8 check".into() }),
-        (LineType::Binary, _) => {
-            // SAFETY: as above for offsets, lengths, buffer indices and prefixes; binary
-            // views make no promise about the bytes.
-            Arc::new(unsafe { BinaryViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
-        }
-    })
+    // SAFETY: every view was made by `view` from the bytes of the window it names, with
+    // `offset + len` checked against that window's length above (for a file in a pack:
+    // against the file's length, its part of the pack starting at `base`, which
+    // `Windows::new` checked lies inside the pack), so offsets, lengths and buffer indices
+    // are in bounds and prefixes match; for strings, the `Utf8Checked` proves that every
+    // kept line is UTF-8 in this version of each file *as the index cuts it*, and `Cuts`
+    // that each line here is cut so: by this process's own build, at line boundaries of a
+    // file UTF-8 throughout (checked per line), or validated.
+    unsafe { view_array(views, buffers, line_type, utf8) }
 }
 
 /// The `line` column of a batch drawn from the packs of a corpus (`corpus::PackedLines`):
@@ -373,25 +361,32 @@ pub(crate) fn packed_line_array(
         }
         views.push(view(line, listed[p], span.start as u32));
     }
+    // SAFETY: every view was made by `view` from the bytes of the pack it names, at their
+    // offset in it (`get` checked that the line lies inside the pack, whose length is below
+    // 2^31, so the offset fits), so offsets, lengths, buffer indices and prefixes are in
+    // bounds and match; for strings, the `Utf8Checked` proves that every kept line of each
+    // file read is UTF-8 in the version mapped *as its index cuts it*, and each span here is
+    // such a line, rebased into the pack, checked when the packed lines were built
+    // (`every_cut_holds`, the check `line_array` makes per line, on the same spans).
+    unsafe { view_array(views, buffers, line_type, utf8) }
+}
+
+/// The view array of `line_type` over `views` and `buffers`, without Arrow's validation
+/// (which re-reads every line). A string array needs the `Utf8Checked` proof.
+///
+/// # Safety
+/// Every view longer than 12 bytes must describe bytes that lie in the buffer it names, at
+/// its offset, with its prefix their first 4 bytes (shorter views their bytes inline); for
+/// [`LineType::Utf8`], those bytes must be UTF-8.
+unsafe fn view_array(views: Vec<u128>, buffers: Vec<Buffer>, line_type: LineType, utf8: Option<&Utf8Checked>) -> Result<ArrayRef> {
     let views = ScalarBuffer::from(views);
     Ok(match (line_type, utf8) {
-        (LineType::Utf8, Some(_)) => {
-            // SAFETY: every view was made by `view` from the bytes of the pack it names, at
-            // their offset in it (`get` checked that the line lies inside the pack, whose
-            // length is below 2^31, so the offset fits), so offsets, lengths, buffer indices
-            // and prefixes are in bounds and match; the `Utf8Checked` proves that every kept
-            // line of each file read is UTF-8 in the version mapped *as its index cuts it*,
-            // and each span here is such a line, rebased into the pack, checked when the
-            // packed lines were built (`every_cut_holds`, the check `line_array` makes per
-            // line, on the same spans).
-            Arc::new(unsafe { StringViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
-        }
+        // SAFETY: the caller's contract: views in bounds, prefixes matching, bytes UTF-8.
+        (LineType::Utf8, Some(_)) => Arc::new(unsafe { StringViewArray::new_unchecked(views, buffers, None) }) as ArrayRef,
         (LineType::Utf8, None) => return Err(Error::Internal { message: "a string line column without the UTF-8 check".into() }),
-        (LineType::Binary, _) => {
-            // SAFETY: as above for offsets, lengths, buffer indices and prefixes; binary
-            // views make no promise about the bytes.
-            Arc::new(unsafe { BinaryViewArray::new_unchecked(views, buffers, None) }) as ArrayRef
-        }
+        // SAFETY: the caller's contract for bounds and prefixes; binary views promise nothing
+        // of the bytes.
+        (LineType::Binary, _) => Arc::new(unsafe { BinaryViewArray::new_unchecked(views, buffers, None) }) as ArrayRef,
     })
 }
 

@@ -36,7 +36,7 @@ impl Located {
     /// The proof that the strings of the files this batch reads are UTF-8 (see
     /// [`Utf8Checked::check_known`]).
     fn utf8_checked(&self) -> Result<Utf8Checked> {
-        let known = self.files.all_utf8() && self.files.all_unchanged_at_once();
+        let known = self.files.utf8_known();
         let views: Vec<FileView<'_>> = match known {
             true => Vec::new(),
             false => self.read_files().map(|f| FileView { source: &f.source, index: &f.index, windows: &f.windows }).collect(),
@@ -77,7 +77,7 @@ impl Located {
         let views: Vec<FileView<'_>> = self.files.iter().map(|f| FileView { source: &f.source, index: &f.index, windows: &f.windows }).collect();
         // Checked unchanged before the first read of the map.
         let utf8 = match line_type {
-            LineType::Utf8 => Some(Utf8Checked::check_known(&views, self.files.all_utf8() && self.files.all_unchanged_at_once())?),
+            LineType::Utf8 => Some(Utf8Checked::check_known(&views, self.files.utf8_known())?),
             LineType::Binary => {
                 self.check_unchanged()?;
                 None

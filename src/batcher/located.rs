@@ -1,9 +1,9 @@
 //! A batch's lines found in the index and read: views into the maps, or copies read
 //! with `pread`; which thread may read a map, and when (see [`Located::prefetch`]).
 
-use crate::corpus::{packed, BatchFiles, OpenFile, PackedLines, Pinned};
 use std::sync::Arc;
 
+use crate::corpus::{packed, BatchFiles, OpenFile, PackedLines, Pinned};
 use crate::error::Result;
 use crate::index::LineSpan;
 
@@ -88,9 +88,7 @@ impl Batcher {
         let recs = gathered.into_iter().map(|[rec, _]| rec).collect();
         Ok(Located { files, file_ids, slots, locals, recs, spans, gaps, owned: None })
     }
-}
 
-impl Batcher {
     /// [`locate_with`](Self::locate_with) in a corpus's packed lines: each line's two
     /// entries of one array, its file only numbered (never looked at).
     fn locate_packed(&self, ids: &[u64], all: &Arc<Pinned>, packed: &PackedLines) -> Located {
@@ -198,16 +196,15 @@ impl Located {
     /// The files the batch reads, each once: for packed lines, the files its lines are in
     /// (not every file of the corpus, which `files` holds).
     pub(super) fn read_files(&self) -> impl Iterator<Item = &OpenFile> + '_ {
-        let slots: Vec<u32> = match self.files.packed() {
-            Some(_) => {
-                let mut fs = self.slots.clone();
-                fs.sort_unstable();
-                fs.dedup();
-                fs
-            }
-            None => (0..self.files.len() as u32).collect(),
-        };
-        slots.into_iter().map(move |s| &self.files[s as usize])
+        let distinct = self.files.packed().map(|_| {
+            let mut fs = self.slots.clone();
+            fs.sort_unstable();
+            fs.dedup();
+            fs
+        });
+        // (Every file of the batch otherwise, without a list of them made for the purpose.)
+        let all = distinct.is_none().then_some(0..self.files.len() as u32);
+        distinct.into_iter().flatten().chain(all.into_iter().flatten()).map(move |s| &self.files[s as usize])
     }
 
     /// Line `i`'s pack among the packed lines' packs.

@@ -101,8 +101,15 @@ impl BatchFiles {
 
     /// True when every file of the batch is known, from the open, to hold only UTF-8 kept
     /// lines (`false`: ask each file's index).
-    pub(crate) fn all_utf8(&self) -> bool {
+    fn all_utf8(&self) -> bool {
         matches!(self, BatchFiles::Pinned { all, .. } | BatchFiles::Packed(all) if all.utf8)
+    }
+
+    /// True when what [`Utf8Checked::check`](crate::arrow::Utf8Checked::check) would find
+    /// of each file of the batch is known of all at once: [`all_utf8`](Self::all_utf8) and
+    /// [`all_unchanged_at_once`](Self::all_unchanged_at_once).
+    pub(crate) fn utf8_known(&self) -> bool {
+        self.all_utf8() && self.all_unchanged_at_once()
     }
 
     /// The packed lines the batch was found in, if it was (see [`BatchFiles::Packed`]).
