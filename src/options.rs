@@ -280,10 +280,12 @@ pub struct Options {
     /// so a glob that happens to match one file keeps the schema of one that matches many.
     #[serde(default)]
     pub file_column: bool,
-    /// Batch builders of a [`BatchStream`](crate::BatchStream): threads that compute the
-    /// order, locate and gather the lines and start their reads ahead of the consumer,
-    /// handing the batches over in order. `None`: one per available core. The batches are
-    /// the same for any number.
+    /// Threads that build the batches of a [`BatchStream`](crate::BatchStream): compute
+    /// the order, locate and gather the lines and start their reads ahead of the consumer,
+    /// handing the batches over in order. In the page cache the consumer is one of them
+    /// (it builds whenever it has no finished batch to take), so `threads - 1` builder
+    /// threads are started; from disk, `threads`. `None`: one per available core. The
+    /// batches are the same for any number.
     #[serde(default)]
     pub threads: Option<usize>,
     /// Lines each epoch serves (before leftovers are dropped). `None`: every kept line once.
@@ -415,9 +417,9 @@ impl Options {
         usize::try_from(budget).unwrap_or(usize::MAX).max(16)
     }
 
-    /// The batch builders a stream runs: [`threads`](Self::threads), else one per
-    /// available core.
-    pub fn builders(&self) -> usize {
+    /// The threads that build a stream's batches: [`threads`](Self::threads), else one per
+    /// available core (in the page cache the consumer is one of them).
+    pub fn build_threads(&self) -> usize {
         self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
     }
 

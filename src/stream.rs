@@ -72,7 +72,10 @@ pub struct StreamOptions {
     /// The consumer reads the lines (else no line byte is read: the columns it wants need
     /// only the index).
     pub read_lines: bool,
-    /// Builders; `None`: [`Options::builders`](crate::Options::builders).
+    /// Builder threads started for the stream, besides the consumer (which builds too in
+    /// the page cache, so 0 is allowed there: it then builds every batch itself); `None`:
+    /// one fewer than [`Options::build_threads`](crate::Options::build_threads) in the page
+    /// cache, as many from disk.
     pub builders: Option<usize>,
     /// The builders assemble each batch as Arrow arrays with these columns (the consumer
     /// then only takes them: [`Ready::to_record_batch`]); `None`: the consumer assembles.
@@ -86,7 +89,8 @@ impl Default for StreamOptions {
 }
 
 /// Batches `(epoch, batch)` of a [`Batcher`], in the order given, prepared ahead by
-/// [`Options::threads`](crate::Options::threads) builders.
+/// builder threads ([`Options::threads`](crate::Options::threads) in all, the consumer's
+/// own included in the page cache).
 ///
 /// ```
 /// # use std::io::Write;
@@ -170,11 +174,28 @@ struct Units {
     next: u64,
 }
 
-/// Batches a stream lets be taken and not yet handed out: one ahead per builder in the
-/// page cache, where one batch ahead hides the order, index and cache misses; four per
-/// builder from disk, so the device's queue stays full.
+/// Batches a stream lets be taken and not yet handed out: two per building thread in the
+/// page cache (the consumer's own included), where one batch ahead hides the order, index
+/// and cache misses; four per builder from disk, so the device's queue stays full.
 fn in_flight(io: ResolvedIo, builders: usize) -> usize {
-    builders * if io == ResolvedIo::Cached { 2 } else { 4 }
+    if io == ResolvedIo::Cached {
+        (builders + 1) * 2
+    } else {
+        builders * 4
+    }
+}
+
+/// The builder threads a stream starts to build on `threads` threads in all: in the page
+/// cache the consumer builds too (whenever it has no finished batch to take), so one fewer
+/// — a thread more than the cores only makes them take turns (on 2 cores, 1 builder and
+/// the consumer served 1.65× one thread, 2 builders and the consumer 1.45×: see the
+/// benchmarks doc); from disk the consumer never builds.
+fn builder_threads(io: ResolvedIo, threads: usize) -> usize {
+    if io == ResolvedIo::Cached {
+        threads.saturating_sub(1)
+    } else {
+        threads.max(1)
+    }
 }
 
 impl BatchStream {
@@ -198,7 +219,10 @@ impl BatchStream {
     pub fn with_options(batcher: &Batcher, units: impl Iterator<Item = (u64, u64)> + Send + 'static, options: StreamOptions) -> Self {
         crate::source::guard_map_reads();
         let io = batcher.corpus().io();
-        let mut builders = options.builders.unwrap_or_else(|| batcher.options().builders()).max(1);
+        let helps = io == ResolvedIo::Cached;
+        let builders = options.builders.unwrap_or_else(|| builder_threads(io, batcher.options().build_threads()));
+        // Someone has to build: without the consumer, at least one builder.
+        let mut builders = if helps { builders } else { builders.max(1) };
         if io == ResolvedIo::DiskWindows && options.read_lines {
             // The block shuffle from disk requests whole windows ahead, in order, from one
             // place (its prefetchers read them on threads of their own).
@@ -235,7 +259,7 @@ impl BatchStream {
             // Fewer builders than asked for only slow the stream; none ends it.
             arrived.insert(0, Err(crate::Error::Internal { message: format!("could not start a batch builder thread: {e}") }));
         }
-        let helper = (io == ResolvedIo::Cached).then(|| Helper(read_ahead()));
+        let helper = helps.then(|| Helper(read_ahead()));
         BatchStream { rx: Some(rx), shared, arrived, next: 0, builders: handles, read_lines: options.read_lines, helper }
     }
 
@@ -257,6 +281,8 @@ impl BatchStream {
             };
             let got = match rx.try_recv() {
                 Ok(x) => Ok(x),
+                // No builder left (or none started): the consumer builds what is left.
+                Err(std::sync::mpsc::TryRecvError::Disconnected) if self.help() => continue,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(()),
                 Err(std::sync::mpsc::TryRecvError::Empty) => {
                     // Nothing ready: build the next unit here, if there is one to take.

@@ -57,7 +57,7 @@ fn any_number_of_builders_serves_the_same_batches_in_order() {
             let columns = b.default_columns();
             let expected_batches: Vec<RecordBatch> =
                 units.iter().map(|&(e, n)| b.epoch(e).unwrap().batch(n).unwrap().to_record_batch_with(&columns).unwrap()).collect();
-            for builders in [1, 2, 3, 8] {
+            for builders in [0, 1, 2, 3, 8] {
                 let got = served(&b, &units, StreamOptions { builders: Some(builders), ..Default::default() });
                 assert_eq!(got, expected, "{shuffle:?} {io:?} with {builders} builders");
                 // Assembled by the builders: the same Arrow batches.
@@ -91,7 +91,7 @@ fn a_failing_batch_ends_the_stream_at_its_place() {
     let mut units: Vec<(u64, u64)> = (0..40).map(|n| (0, n)).collect();
     units.push((0, 10_000));
     units.extend((40..80).map(|n| (0, n)));
-    for builders in [1, 2, 4] {
+    for builders in [0, 1, 2, 4] {
         let mut stream = BatchStream::with_options(&b, units.clone().into_iter(), StreamOptions { builders: Some(builders), ..Default::default() });
         for n in 0..40 {
             assert_eq!(stream.next().unwrap().unwrap().batch.number(), n, "{builders} builders");

@@ -135,8 +135,9 @@ struct ShardParts {
 ///         (``None``: what the process's limits allow: half of ``vm.max_map_count`` for files
 ///         served from the page cache, which keep no descriptor; half of ``ulimit -n`` read
 ///         from disk).
-///     threads: build batches ahead on this many threads, handed out in order (the same
-///         batches for any number; ``None``: one per core).
+///     threads: build batches on this many threads, handed out in order (the same
+///         batches for any number; ``None``: one per core). In the page cache the thread
+///         that iterates is one of them: it builds when it has no finished batch to take.
 ///     trust_files: serve zero-copy views into the map even of files another user can
 ///         write (owned by someone else, or group/other-writable). Off by default: their
 ///         lines are read into buffers of the batch's own and validated (a writer could

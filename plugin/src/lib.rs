@@ -21,6 +21,12 @@ mod options;
 
 use pyo3::prelude::*;
 
+/// mimalloc for the extension's own allocations (Python's stay Python's): batches are built
+/// on builder threads and freed on the consumer's, which glibc's malloc serves under a lock
+/// per arena (the benchmarks doc, "Read-ahead").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs the ``mmap-batcher`` command line with ``argv`` (the program name first) and
 /// returns its exit status: ``python -m mmap_batcher``.
 #[pyfunction]

@@ -32,8 +32,8 @@ pub struct KeepArgs {
     /// what `ulimit -n` leaves after 64).
     #[arg(long, value_name = "N")]
     pub max_open_files: Option<usize>,
-    /// Build batches ahead on N threads, handed out in order (the same batches for any N).
-    /// Default: one per core.
+    /// Build batches on N threads, handed out in order (the same batches for any N; in the
+    /// page cache the thread that writes them out is one of the N). Default: one per core.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Fail when a file is reached twice (symlinks, hard links, overlapping globs) instead
