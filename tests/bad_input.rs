@@ -137,6 +137,59 @@ fn a_file_truncated_while_it_is_indexed_is_an_error_not_a_crash() {
     assert!(outcomes.contains("changed while indexed"), "{outcomes:?}");
 }
 
+/// Drops `f`'s pages from the page cache (written out first), as after a reboot.
+fn evict(f: &tempfile::NamedTempFile) {
+    f.as_file().sync_all().unwrap();
+    rustix::fs::fadvise(f.as_file(), 0, None, rustix::fs::Advice::DontNeed).unwrap();
+}
+
+#[test]
+fn a_file_out_of_the_page_cache_is_indexed_as_one_in_it_and_a_cut_while_it_is_read_is_an_error() {
+    // A file mostly not cached is read ahead of the index scans, which wait for the reads
+    // (several 8 MiB reads, several segments each way here): the same index, and a
+    // truncation during the reads still `FileChanged` or a failed first batch, never a hang
+    // or `SIGBUS`.
+    let mut text = Vec::new();
+    for i in 0..900_000u32 {
+        text.extend_from_slice(format!("line {i:08} {}\n", "y".repeat(i as usize % 50)).as_bytes());
+    }
+    let f = file_with(&text);
+    let in_order = || Batcher::open(f.path(), Options { shuffle: mmap_batcher::Shuffle::None, batch_size: 4096, ..opts() }).unwrap();
+    let warm = in_order();
+    evict(&f);
+    let cold = in_order();
+    assert_eq!(cold.num_lines(), warm.num_lines());
+    let epoch = |b: &Batcher| {
+        let e = b.epoch(0).unwrap();
+        (0..e.num_batches())
+            .map(|n| {
+                let located = e.batch(n).unwrap().locate().unwrap();
+                (located.raw_lines().map(<[u8]>::to_vec).collect::<Vec<_>>(), located.byte_offsets().collect::<Vec<_>>())
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(epoch(&cold), epoch(&warm));
+    for round in 0..6u64 {
+        let f = file_with(&text);
+        evict(&f);
+        let file = f.reopen().unwrap();
+        let cut = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(round * 4));
+            file.set_len(4096).unwrap();
+        });
+        match open(f.path()) {
+            Ok(b) => match b.epoch(0).and_then(|e| e.batch(0).unwrap().to_record_batch()) {
+                Ok(_) => assert!(b.num_lines() <= 4096 / 10 + 1, "round {round}: a batch of a truncated file was served"),
+                Err(Error::FileChanged { .. }) => {}
+                Err(e) => panic!("round {round}: {e}"),
+            },
+            Err(Error::FileChanged { .. }) => {}
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        cut.join().unwrap();
+    }
+}
+
 /// A tree of two directories of five files each, and a link to the second: the paths
 /// given are `d0/f*` and `via/f*` (through the link).
 fn linked_tree(root: &std::path::Path) -> Vec<std::path::PathBuf> {

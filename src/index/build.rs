@@ -309,6 +309,9 @@ struct Scan<'a, const BACKWARD: bool> {
     /// Reads were requested from here on (forward) or up to here (backward).
     requested: usize,
     prefetcher: Option<Prefetcher>,
+    /// Each request's far end (its end forward, its start backward) and its number, in the
+    /// order requested.
+    reads: Vec<(usize, u64)>,
 }
 
 impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
@@ -325,11 +328,14 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
             last_kept: None,
             requested: if BACKWARD { bytes.len() } else { 0 },
             prefetcher,
+            reads: Vec::new(),
         };
         if BACKWARD {
             let mut end = bytes.len();
             while end > 0 {
                 scan.read_ahead(end);
+                // The segment and the search for its first line start, read.
+                scan.wait_read(end.saturating_sub(2 * SEGMENT));
                 let s = end.saturating_sub(SEGMENT);
                 let start = if s == 0 { 0 } else { memchr::memrchr(b'\n', &bytes[..s]).map_or(0, |p| p + 1) };
                 // Newlines in [start - 1, end - 1) end the lines that start in [start, end);
@@ -358,6 +364,7 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
             let mut start = 0;
             while start < bytes.len() {
                 scan.read_ahead(start);
+                scan.wait_read((start + 2 * SEGMENT).min(bytes.len()));
                 let s = start + SEGMENT;
                 let end = if s >= bytes.len() { bytes.len() } else { memchr::memchr(b'\n', &bytes[s..]).map_or(bytes.len(), |p| s + p + 1) };
                 let first_written = scan.out.half.kept as usize;
@@ -380,21 +387,38 @@ impl<'a, const BACKWARD: bool> Scan<'a, BACKWARD> {
     /// Requests the reads of the next [`READ_AHEAD`] bytes past `at`, in the scan's
     /// direction, when the file comes from disk.
     fn read_ahead(&mut self, at: usize) {
-        let Some(prefetcher) = &self.prefetcher else { return };
+        let Some(prefetcher) = &mut self.prefetcher else { return };
         let base = self.base;
         if BACKWARD {
             while self.requested > at.saturating_sub(READ_AHEAD) {
                 let start = self.requested.saturating_sub(READ_AHEAD_STEP);
-                prefetcher.request(base + start as u64..base + self.requested as u64);
+                let n = prefetcher.request(base + start as u64..base + self.requested as u64);
+                self.reads.push((start, n));
                 self.requested = start;
             }
         } else {
             let limit = (at + READ_AHEAD).min(self.bytes.len());
             while self.requested < limit {
                 let end = (self.requested + READ_AHEAD_STEP).min(self.bytes.len());
-                prefetcher.request(base + self.requested as u64..base + end as u64);
+                let n = prefetcher.request(base + self.requested as u64..base + end as u64);
+                self.reads.push((end, n));
                 self.requested = end;
             }
+        }
+    }
+
+    /// When the file comes from disk, waits until the requested reads have reached `to`
+    /// (down to it, backward): the scan then reads from the page cache instead of faulting
+    /// on pages the reads have not reached (each fault a small synchronous read of its own,
+    /// beside the large ones: a cold open of the 1 GB corpus took 0.70–1.20 s so, against
+    /// 0.36–0.39 s for the requested reads alone). A scan waiting on a read the kernel
+    /// never ends would have waited in the fault as well; a cancel ends the wait.
+    fn wait_read(&self, to: usize) {
+        let Some(prefetcher) = &self.prefetcher else { return };
+        // The first request whose far end reaches `to`.
+        let i = if BACKWARD { self.reads.partition_point(|&(start, _)| start > to) } else { self.reads.partition_point(|&(end, _)| end < to) };
+        if let Some(&(_, n)) = self.reads.get(i) {
+            prefetcher.wait_for(n, || self.common.stop.load(Ordering::Relaxed));
         }
     }
 

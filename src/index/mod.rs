@@ -498,6 +498,10 @@ pub(crate) fn open_index(
 ) -> crate::Result<(LineIndex, IndexStatus)> {
     use crate::options::IndexCache;
     let path = source.path();
+    // (A file mapped without a descriptor is small: no read-ahead for it.)
+    let cold = |source: &crate::source::SourceFile| {
+        !req.from_copy && source.file().ok().is_some_and(|f| crate::source::mostly_uncached(f, source.bytes().len() as u64))
+    };
     let build = || -> crate::Result<LineIndex> {
         let release = |r: std::ops::Range<usize>| source.release(r);
         // The build's reads are guarded (`source::truncation`); the caller's hooks are not ours.
@@ -506,7 +510,16 @@ pub(crate) fn open_index(
         let hooks = build::Hooks {
             progress: &progress,
             cancel: &cancel,
-            read_ahead: if req.from_disk { Some(source.file()?) } else { None },
+            // From disk, and for a file to keep in the page cache that is mostly not there
+            // yet: the scans otherwise read it by page faults, a small synchronous read each
+            // (a cold open of the 1 GB corpus 0.39–0.98 s so, against `cat` 0.32–0.56 s).
+            read_ahead: if req.from_disk {
+                Some(source.file()?)
+            } else if cold(source) {
+                source.file().ok()
+            } else {
+                None
+            },
             release: req.from_disk.then_some(&release),
         };
         let copy;

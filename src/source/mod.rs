@@ -28,7 +28,7 @@ use crate::options::IoPolicy;
 
 pub(crate) use map::{prefetch, prefetch_value, Pack, Slot};
 pub(crate) use pread::read_ranges;
-pub(crate) use prefetch::{read_all_detached, Prefetcher};
+pub(crate) use prefetch::{mostly_uncached, read_all_detached, Prefetcher};
 pub(crate) use stat::{dir_identities, metadata_all, parent_dir, stat_threads, DirIdentities, PathStats};
 pub(crate) use truncation::{guarded, install as guard_map_reads, unguarded, Truncated};
 
