@@ -5,7 +5,7 @@
 #   benches/beyond_ram.sh                 # corpus bench-data/big-80m.txt (generated: 80 M lines, 8.26 GB)
 #   MMB_BIG=/path/to/file benches/beyond_ram.sh
 #
-# Every step is one process of `benches/beyond_ram.rs` (or `cat`) run by
+# Every step is one process of `benches/beyond_ram.rs` (or `cat`, or `fio`) run by
 # ../shared/tools/in-cgroup, which prints the cgroup's peak and OOM kills.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ TOOLS=${MMB_TOOLS:-../shared/tools}
 FILE=${MMB_BIG:-bench-data/big-80m.txt}
 LIMIT=${MMB_LIMIT:-3G}
 GLOBAL_SECONDS=${MMB_GLOBAL_SECONDS:-30}
+FIO_SECONDS=${MMB_FIO_SECONDS:-20}
 
 cargo build --release --no-default-features --features cli --bin mmap-batcher --bench beyond_ram >&2
 BIN=$(ls -t target/release/deps/beyond_ram-* | grep -v '\.d$' | head -1)
@@ -49,6 +50,16 @@ done
 
 step "global shuffle, cold, cut after $GLOBAL_SECONDS s"
 evict index; cg "$BIN" epoch "$FILE" --shuffle global --seconds "$GLOBAL_SECONDS"
+
+# The disk's own random-read rate, the global shuffle's reference: 4 KiB reads (a line
+# of ~100 bytes costs one page) at the depths the shuffle keeps in flight, `pread::DEPTH`
+# per building thread (one thread, and the default: one per core).
+for depth in 32 $((32 * $(nproc))); do
+    step "fio: random 4 KiB reads of the corpus, direct, depth $depth, $FIO_SECONDS s"
+    fio --name=random-4k --filename="$FILE" --readonly --rw=randread --bs=4k --direct=1 \
+        --ioengine=libaio --iodepth="$depth" --runtime="$FIO_SECONDS" --time_based \
+        --output-format=terse --terse-version=3 | awk -F';' '{ printf "fio iops=%s bw_kib_s=%s\n", $8, $7 }'
+done
 
 step "block shuffle with the file fully cached (no cgroup): the CPU-bound reference"
 cat "$FILE" > /dev/null; "$BIN" epoch "$FILE" --shuffle block --io cached
