@@ -16,7 +16,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use arrow::array::Array;
-use mmap_batcher::{BatchStream, Batcher, Column, IndexCache, IoPolicy, Options, Shuffle};
+use mmap_batcher::{BatchStream, Batcher, Column, IndexCache, IoPolicy, Options, Shuffle, StreamOptions};
 use support::rss_anon;
 
 fn status_kib(key: &str) -> u64 {
@@ -82,7 +82,9 @@ fn main() {
     let t = Instant::now();
     let per_epoch = batcher.num_batches();
     let (mut lines, mut bytes, mut cut) = (0u64, 0u64, false);
-    for ready in BatchStream::new(&batcher, (0..per_epoch).map(|b| (0, b))) {
+    // Assembled by the stream's builders, as every adapter (Python, SQL, IPC) asks.
+    let options = StreamOptions { columns: Some(columns.as_slice().into()), ..Default::default() };
+    for ready in BatchStream::with_options(&batcher, (0..per_epoch).map(|b| (0, b)), options) {
         let rb = ready.unwrap().to_record_batch(&columns).unwrap();
         lines += rb.num_rows() as u64;
         if let Some(line) = rb.column(0).as_any().downcast_ref::<arrow::array::StringViewArray>() {

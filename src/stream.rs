@@ -222,12 +222,7 @@ impl BatchStream {
         let helps = io == ResolvedIo::Cached;
         let builders = options.builders.unwrap_or_else(|| builder_threads(io, batcher.options().build_threads()));
         // Someone has to build: without the consumer, at least one builder.
-        let mut builders = if helps { builders } else { builders.max(1) };
-        if io == ResolvedIo::DiskWindows && options.read_lines {
-            // The block shuffle from disk requests whole windows ahead, in order, from one
-            // place (its prefetchers read them on threads of their own).
-            builders = 1;
-        }
+        let builders = if helps { builders } else { builders.max(1) };
         let shared = Arc::new(Shared {
             units: Mutex::new(Units { iter: Box::new(units), next: 0 }),
             credits: Mutex::new(Credits { left: in_flight(io, builders), waiting: 0 }),
@@ -237,14 +232,14 @@ impl BatchStream {
         });
         let (tx, rx) = channel();
         let mut spawn_error = None;
+        let windows = Arc::new(Mutex::new(WindowReads::default()));
         let read_ahead = || ReadAhead {
             batcher: batcher.clone(),
-            window: None,
+            windows: windows.clone(),
             io,
             allowed: options.allowed.clone(),
             read_lines: options.read_lines,
             columns: options.columns.clone(),
-            prefetchers: Default::default(),
         };
         let handles: Vec<_> = (0..builders)
             .filter_map(|_| {
@@ -450,7 +445,7 @@ impl Iterator for BatchStream {
 }
 
 /// A block-shuffle window whose blocks were requested: its epoch and number, and the byte
-/// ranges `(file, bytes)` of its blocks, released when the next window starts.
+/// ranges `(file, bytes)` of its blocks, released when a later window starts.
 struct Window {
     epoch: u64,
     number: u64,
@@ -465,16 +460,25 @@ const WINDOWS_AHEAD: u64 = 1;
 /// Block shuffle from disk: blocks read at once.
 const PREFETCH_THREADS: usize = 4;
 
+/// The block shuffle's reads from disk, one per stream: every builder of the stream enters
+/// windows through it, so the windows are requested ahead once, in order, whichever
+/// builder gets to a window first.
+#[derive(Default)]
+struct WindowReads {
+    /// The latest window a builder entered.
+    window: Option<Window>,
+    /// A reader per file for the next window's blocks.
+    prefetchers: std::collections::HashMap<usize, Prefetcher>,
+}
+
 /// A builder's state.
 struct ReadAhead {
     batcher: Batcher,
-    window: Option<Window>,
+    windows: Arc<Mutex<WindowReads>>,
     io: ResolvedIo,
     allowed: Option<Arc<[Range<u64>]>>,
     read_lines: bool,
     columns: Option<Arc<[Column]>>,
-    /// Block shuffle from disk: a sequential reader per file for the next window's blocks.
-    prefetchers: std::collections::HashMap<usize, Prefetcher>,
 }
 
 /// True when `id` lies in one of the sorted, disjoint `ranges`.
@@ -527,14 +531,17 @@ impl ReadAhead {
     }
 
     /// Entering window `w` of epoch `e`: keep [`WINDOWS_AHEAD`] windows after it
-    /// requested, and release the window before it.
-    fn request_windows(&mut self, e: u64, w: u64, order: &crate::order::BlockOrder) -> Result<()> {
-        if self.window.as_ref().is_some_and(|win| (win.epoch, win.number) == (e, w)) {
+    /// requested, and release the window before it. A builder still on an earlier window
+    /// (the others have moved on: they are at most the batches in flight ahead) changes
+    /// nothing.
+    fn request_windows(&self, e: u64, w: u64, order: &crate::order::BlockOrder) -> Result<()> {
+        let mut reads = lock(&self.windows);
+        if reads.window.as_ref().is_some_and(|win| (win.epoch, win.number) >= (e, w)) {
             return Ok(());
         }
         let corpus = self.batcher.corpus();
         let mut next = w;
-        if let Some(old) = self.window.take() {
+        if let Some(old) = reads.window.take() {
             for (f, r) in old.ranges {
                 corpus.file(f)?.source.release(r);
             }
@@ -546,7 +553,7 @@ impl ReadAhead {
         for win in next..=last {
             for (f, range) in self.window_ranges(order, win)? {
                 let file = corpus.file(f)?;
-                let prefetcher = match self.prefetchers.entry(f) {
+                let prefetcher = match reads.prefetchers.entry(f) {
                     std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
                     std::collections::hash_map::Entry::Vacant(v) => {
                         file.source.file().ok().and_then(|f| Prefetcher::new(f, 1024, PREFETCH_THREADS)).map(|p| v.insert(p))
@@ -558,7 +565,7 @@ impl ReadAhead {
             }
         }
         let ranges = self.window_ranges(order, w)?;
-        self.window = Some(Window { epoch: e, number: w, ranges, requested: last + 1 });
+        reads.window = Some(Window { epoch: e, number: w, ranges, requested: last + 1 });
         Ok(())
     }
 
