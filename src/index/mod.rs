@@ -155,8 +155,9 @@ impl LineIndex {
     /// line of the file that a view can hold: starts ascending and within the file (the
     /// sentinel too), terminators of at most 2 bytes and within their line, lines at most
     /// [`MAX_LINE_LEN`] bytes, listed line ends within their lines. One pass over the
-    /// records, on every core for a large index. (A line followed by skipped lines ends at its newline, found at use within
-    /// [`LONG_LINE`] bytes or listed; at most [`MAX_LINE_LEN`] bytes whatever the index says.)
+    /// records, on every core for a large index. (A line followed by skipped lines ends at
+    /// its newline, found at use within [`LONG_LINE`] bytes or listed; at most
+    /// [`MAX_LINE_LEN`] bytes whatever the index says.)
     pub(crate) fn check_structure(&self) -> Result<(), String> {
         let (l, recs, m) = (self.meta.layout, self.records.as_slice(), &self.meta);
         if recs.len() as u64 != m.head.kept + m.tail.kept + 1 {
@@ -301,18 +302,22 @@ fn check_records_on_every_core(l: record::Layout, recs: &[u64], file_len: u64) -
     check_records_in_parts(l, recs, file_len, cores.min(recs.len() / PER_THREAD))
 }
 
-/// [`check_records`] over `recs` in `parts` parts, each on a thread of its own (on the
-/// caller's alone for one).
+/// [`check_records`] over `recs` in `parts` parts (at most one per pair of records), each
+/// on a thread of its own (on the caller's alone for one).
 fn check_records_in_parts(l: record::Layout, recs: &[u64], file_len: u64, parts: usize) -> Result<(), String> {
-    if parts <= 1 || recs.len() < 2 {
+    let pairs = recs.len().saturating_sub(1);
+    let parts = parts.min(pairs);
+    if parts <= 1 {
         return check_records(l, recs, 0, file_len);
     }
-    let pairs_per_part = (recs.len() - 1).div_ceil(parts);
+    let pairs_per_part = pairs.div_ceil(parts);
+    // As many parts as that size needs (999 parts of 1,000 pairs are 500 of 2).
+    let parts = pairs.div_ceil(pairs_per_part);
     std::thread::scope(|s| {
         let checks: Vec<_> = (0..parts)
             .map(|p| {
-                let first = (p * pairs_per_part).min(recs.len() - 1);
-                let end = ((p + 1) * pairs_per_part + 1).min(recs.len());
+                let first = p * pairs_per_part;
+                let end = (first + pairs_per_part + 1).min(recs.len());
                 s.spawn(move || check_records(l, &recs[first..end], first, file_len))
             })
             .collect();
